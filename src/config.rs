@@ -1,0 +1,224 @@
+//! Typed configuration: defaults, then a TOML file, then `COUNTERSIGN_*` environment variables
+//! (nested keys with a double underscore: `COUNTERSIGN_SANDBOX__CONFIRM_DELAY_SECS`).
+//! Secrets are `SecretString`s: they never appear in Debug output or logs.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://path?mode=rwc` (default, a file in the working directory) or `postgres://...`.
+    pub database_url: String,
+    /// Pool size; SQLite gets one writer connection regardless (see `db`).
+    pub database_max_connections: u32,
+    pub listen: String,
+    /// The address people and merchants reach the service at (links in emails and Slack).
+    pub base_url: String,
+    /// 64 hex characters. When unset, one is generated and kept in `secret_key_file`.
+    #[serde(skip_serializing)]
+    pub secret_key: Option<SecretString>,
+    /// Where a generated master key is kept; default: next to the SQLite file, else
+    /// `./countersign.key`.
+    pub secret_key_file: Option<PathBuf>,
+    /// tracing filter, e.g. `info` or `countersign=debug,info`.
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub withdrawals: WithdrawalSettings,
+    pub sandbox: SandboxSettings,
+    pub callbacks: CallbackSettings,
+    pub worker: WorkerSettings,
+    pub rates: RateSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WithdrawalSettings {
+    /// A withdrawal left pending this long is cancelled with error "Expired".
+    pub pending_expiry_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// How long after submission a sandbox payout confirms.
+    pub confirm_delay_secs: u64,
+    /// Payouts to these addresses fail (to rehearse the failure path).
+    pub fail_addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackSettings {
+    pub connect_timeout_secs: u64,
+    pub timeout_secs: u64,
+    /// How long a callback is retried before its delivery is marked dead.
+    pub give_up_after_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Run background work in this process (callbacks, payouts, expiry).
+    pub enabled: bool,
+    /// How often the worker looks for due work when nothing woke it.
+    pub poll_interval_ms: u64,
+    /// Jobs claimed per round.
+    pub batch_size: u32,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// A claimed job not finished within this time is claimed again by any instance.
+    pub lease_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateSettings {
+    /// The currency the table is expressed in.
+    pub reference: String,
+    /// Value of one unit of each currency in `reference` units, as decimal strings.
+    pub table: BTreeMap<String, String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://countersign.db?mode=rwc".into(),
+            database_max_connections: 16,
+            listen: "127.0.0.1:8080".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            secret_key: None,
+            secret_key_file: None,
+            log: "info".into(),
+            log_format: "text".into(),
+            withdrawals: WithdrawalSettings::default(),
+            sandbox: SandboxSettings::default(),
+            callbacks: CallbackSettings::default(),
+            worker: WorkerSettings::default(),
+            rates: RateSettings::default(),
+        }
+    }
+}
+
+impl Default for WithdrawalSettings {
+    fn default() -> Self {
+        WithdrawalSettings {
+            pending_expiry_hours: 24,
+        }
+    }
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            confirm_delay_secs: 5,
+            fail_addresses: Vec::new(),
+        }
+    }
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        CallbackSettings {
+            connect_timeout_secs: 5,
+            timeout_secs: 15,
+            give_up_after_hours: 72,
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            enabled: true,
+            poll_interval_ms: 250,
+            batch_size: 64,
+            concurrency: 16,
+            lease_secs: 60,
+        }
+    }
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        // Indicative EUR values; production deployments set their own (or, later, a live
+        // source). Stablecoins are close to one dollar.
+        let table = [
+            ("EUR", "1"),
+            ("USD", "0.92"),
+            ("BTC", "60000"),
+            ("LTC", "80"),
+            ("ETH", "3000"),
+            ("USDTE", "0.92"),
+            ("USDTT", "0.92"),
+            ("TRX", "0.2"),
+            ("TON", "5"),
+            ("SBX", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        RateSettings {
+            reference: "EUR".into(),
+            table,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults ← TOML file (explicit path, else `countersign.toml` if present) ← environment.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError(format!("{} does not exist", p.display())));
+                }
+                fig = fig.merge(Toml::file(p));
+            }
+            None => {
+                if Path::new("countersign.toml").exists() {
+                    fig = fig.merge(Toml::file("countersign.toml"));
+                }
+            }
+        }
+        fig = fig.merge(Env::prefixed("COUNTERSIGN_").split("__"));
+        let settings: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return Err(ConfigError(
+                "database_url must start with sqlite: or postgres://".into(),
+            ));
+        }
+        url::Url::parse(&self.base_url)
+            .map_err(|e| ConfigError(format!("base_url is not a URL: {e}")))?;
+        if self.worker.concurrency == 0 || self.worker.batch_size == 0 {
+            return Err(ConfigError(
+                "worker.concurrency and worker.batch_size must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SQLite file behind `database_url`, if it is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.trim_start_matches("//");
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+}

@@ -1,0 +1,191 @@
+//! The audit log: append-only and hash-chained per project. Each record's hash covers the
+//! previous record's hash and all of its own fields, so altering or removing a row breaks the
+//! chain at that row, which `verify` names.
+
+use super::{Db, DbError, Tx};
+use crate::crypto::sha256_hex;
+use sqlx::Row;
+
+pub const GENESIS: &str = "genesis";
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    System,
+    Cli,
+    ApiKey(String),
+    User(String),
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::System => "system",
+            Actor::Cli => "cli",
+            Actor::ApiKey(_) => "api_key",
+            Actor::User(_) => "user",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Actor::System | Actor::Cli => "",
+            Actor::ApiKey(id) | Actor::User(id) => id,
+        }
+    }
+}
+
+/// Where a request came from, for the record.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub struct Entry<'a> {
+    pub project_id: &'a str,
+    pub actor: &'a Actor,
+    pub action: &'a str,
+    pub subject: String,
+    pub details: serde_json::Value,
+    pub origin: &'a Origin,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_hash(
+    prev: &str,
+    seq: i64,
+    created_at: i64,
+    actor_kind: &str,
+    actor_id: &str,
+    action: &str,
+    subject: &str,
+    details: &str,
+    ip: Option<&str>,
+    ua: Option<&str>,
+) -> String {
+    let canonical = serde_json::json!([
+        prev, seq, created_at, actor_kind, actor_id, action, subject, details, ip, ua
+    ]);
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
+/// Appends one record in the caller's transaction. Taking the chain's head row serializes
+/// appends per project, so the chain never forks.
+pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError> {
+    let head = sqlx::query(
+        "UPDATE audit_heads SET seq = seq + 1 WHERE project_id = $1 RETURNING seq, hash",
+    )
+    .bind(e.project_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev: String = head.try_get("hash")?;
+    let details = e.details.to_string();
+    let hash = record_hash(
+        &prev,
+        seq,
+        now,
+        e.actor.kind(),
+        e.actor.id(),
+        e.action,
+        &e.subject,
+        &details,
+        e.origin.ip.as_deref(),
+        e.origin.user_agent.as_deref(),
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(e.project_id)
+    .bind(seq)
+    .bind(e.actor.kind())
+    .bind(e.actor.id())
+    .bind(e.action)
+    .bind(&e.subject)
+    .bind(&details)
+    .bind(e.origin.ip.as_deref())
+    .bind(e.origin.user_agent.as_deref())
+    .bind(now)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE project_id = $2")
+        .bind(&hash)
+        .bind(e.project_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Intact { records: i64 },
+    /// The first record (by sequence number) whose hash or link does not hold, or the first
+    /// missing sequence number.
+    Broken { seq: i64, reason: String },
+}
+
+pub async fn verify(db: &Db, project_id: &str) -> Result<Verdict, DbError> {
+    let rows = sqlx::query(
+        "SELECT seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash
+         FROM audit_log WHERE project_id = $1 ORDER BY seq",
+    )
+    .bind(project_id)
+    .fetch_all(db.reader())
+    .await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_optional(db.reader())
+        .await?;
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 1;
+    for row in &rows {
+        let seq: i64 = row.try_get("seq")?;
+        if seq != expected_seq {
+            return Ok(Verdict::Broken {
+                seq: expected_seq,
+                reason: "record missing".into(),
+            });
+        }
+        let stored_prev: String = row.try_get("prev_hash")?;
+        let stored: String = row.try_get("hash")?;
+        let ip: Option<String> = row.try_get("ip")?;
+        let ua: Option<String> = row.try_get("user_agent")?;
+        let computed = record_hash(
+            &prev,
+            seq,
+            row.try_get("created_at")?,
+            &row.try_get::<String, _>("actor_kind")?,
+            &row.try_get::<String, _>("actor_id")?,
+            &row.try_get::<String, _>("action")?,
+            &row.try_get::<String, _>("subject")?,
+            &row.try_get::<String, _>("details")?,
+            ip.as_deref(),
+            ua.as_deref(),
+        );
+        if stored_prev != prev || computed != stored {
+            return Ok(Verdict::Broken {
+                seq,
+                reason: "record altered".into(),
+            });
+        }
+        prev = stored;
+        expected_seq += 1;
+    }
+    if let Some(head) = head {
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_hash: String = head.try_get("hash")?;
+        if head_seq != expected_seq - 1 || head_hash != prev {
+            return Ok(Verdict::Broken {
+                seq: expected_seq,
+                reason: "records missing at the end of the log".into(),
+            });
+        }
+    }
+    Ok(Verdict::Intact {
+        records: expected_seq - 1,
+    })
+}

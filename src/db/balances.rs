@@ -1,0 +1,216 @@
+//! Balances and their ledger. A balance row is only changed together with a ledger entry, in
+//! one transaction, after taking the row (see `lock`), so available funds never go negative
+//! whatever runs concurrently.
+
+use super::{Db, DbError, Tx, corrupt};
+use crate::domain::money::db_decimal;
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    Credit,
+    Hold,
+    Release,
+    Debit,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Credit => "credit",
+            LedgerKind::Hold => "hold",
+            LedgerKind::Release => "release",
+            LedgerKind::Debit => "debit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balance {
+    pub available: Decimal,
+    pub held: Decimal,
+    pub version: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BalanceError {
+    #[error("not enough funds available")]
+    Insufficient,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn parse(row: &sqlx::any::AnyRow) -> Result<Balance, DbError> {
+    let available: String = row.try_get("available")?;
+    let held: String = row.try_get("held")?;
+    Ok(Balance {
+        available: db_decimal(&available).map_err(|_| corrupt("balances.available", &available))?,
+        held: db_decimal(&held).map_err(|_| corrupt("balances.held", &held))?,
+        version: row.try_get("version")?,
+    })
+}
+
+/// Reads a balance inside a write transaction and keeps it locked until commit.
+pub async fn lock(
+    db: &Db,
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+) -> Result<Option<Balance>, DbError> {
+    let sql = format!(
+        "SELECT available, held, version FROM balances WHERE project_id = $1 AND currency = $2{}",
+        db.for_update()
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(currency)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(parse).transpose()
+}
+
+/// Creates a zero balance row if there is none (for credits).
+pub async fn ensure(tx: &mut Tx, project_id: &str, currency: &str, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO balances (project_id, currency, available, held, version, updated_at)
+         VALUES ($1, $2, '0', '0', 0, $3) ON CONFLICT (project_id, currency) DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(currency)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves funds on a locked balance and records the ledger entry. The update is also
+/// conditional on the version read, as a second guard.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    kind: LedgerKind,
+    amount: Decimal,
+    withdrawal_id: Option<i64>,
+    now: i64,
+) -> Result<Balance, BalanceError> {
+    let (available, held) = match kind {
+        LedgerKind::Credit => (current.available + amount, current.held),
+        LedgerKind::Hold => (current.available - amount, current.held + amount),
+        LedgerKind::Release => (current.available + amount, current.held - amount),
+        LedgerKind::Debit => (current.available, current.held - amount),
+    };
+    if available < Decimal::ZERO || held < Decimal::ZERO {
+        return Err(BalanceError::Insufficient);
+    }
+    let (available_s, held_s) = (available.normalize().to_string(), held.normalize().to_string());
+    let r = sqlx::query(
+        "UPDATE balances SET available = $1, held = $2, version = version + 1, updated_at = $3
+         WHERE project_id = $4 AND currency = $5 AND version = $6",
+    )
+    .bind(&available_s)
+    .bind(&held_s)
+    .bind(now)
+    .bind(project_id)
+    .bind(currency)
+    .bind(current.version)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    if r.rows_affected() != 1 {
+        return Err(DbError::Query(sqlx::Error::Protocol(
+            "balance changed under a held lock".into(),
+        ))
+        .into());
+    }
+    sqlx::query(
+        "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, available_after, held_after, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(project_id)
+    .bind(currency)
+    .bind(kind.as_str())
+    .bind(amount.normalize().to_string())
+    .bind(withdrawal_id)
+    .bind(&available_s)
+    .bind(&held_s)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    Ok(Balance {
+        available,
+        held,
+        version: current.version + 1,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct BalanceLine {
+    pub currency: String,
+    pub available: Decimal,
+    pub held: Decimal,
+}
+
+pub async fn list(db: &Db, project_id: &str) -> Result<Vec<BalanceLine>, DbError> {
+    let rows = sqlx::query(
+        "SELECT currency, available, held, version FROM balances WHERE project_id = $1 ORDER BY currency",
+    )
+    .bind(project_id)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let b = parse(r)?;
+            Ok(BalanceLine {
+                currency: r.try_get("currency")?,
+                available: b.available,
+                held: b.held,
+            })
+        })
+        .collect()
+}
+
+/// Checks that every balance equals the sum of its ledger entries (used by tests and the
+/// `verify` tooling): returns the currencies that disagree.
+pub async fn reconcile(db: &Db, project_id: &str) -> Result<Vec<String>, DbError> {
+    let entries = sqlx::query(
+        "SELECT currency, kind, amount FROM ledger_entries WHERE project_id = $1 ORDER BY id",
+    )
+    .bind(project_id)
+    .fetch_all(db.reader())
+    .await?;
+    let mut sums: std::collections::BTreeMap<String, (Decimal, Decimal)> = Default::default();
+    for e in &entries {
+        let currency: String = e.try_get("currency")?;
+        let kind: String = e.try_get("kind")?;
+        let amount: String = e.try_get("amount")?;
+        let amount = db_decimal(&amount).map_err(|_| corrupt("ledger_entries.amount", &amount))?;
+        let s = sums.entry(currency).or_default();
+        match kind.as_str() {
+            "credit" => s.0 += amount,
+            "hold" => {
+                s.0 -= amount;
+                s.1 += amount;
+            }
+            "release" => {
+                s.0 += amount;
+                s.1 -= amount;
+            }
+            "debit" => s.1 -= amount,
+            _ => return Err(corrupt("ledger_entries.kind", kind)),
+        }
+    }
+    let mut bad = Vec::new();
+    for line in list(db, project_id).await? {
+        let (a, h) = sums.remove(&line.currency).unwrap_or_default();
+        if a != line.available || h != line.held {
+            bad.push(line.currency);
+        }
+    }
+    bad.extend(sums.into_keys());
+    Ok(bad)
+}

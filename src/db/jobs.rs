@@ -1,0 +1,286 @@
+//! The outbox. Jobs are written in the transaction that causes them and claimed afterwards
+//! with a lease: whoever holds an unexpired lease runs the job; a crashed holder's lease runs
+//! out and another worker takes it. At least once, never lost; `dedupe_key` keeps one job per
+//! effect.
+
+use super::{Db, DbError, Engine, Tx};
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Callback,
+    PayoutSubmit,
+    PayoutCheck,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Callback => "callback",
+            JobKind::PayoutSubmit => "payout_submit",
+            JobKind::PayoutCheck => "payout_check",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        match s {
+            "callback" => Some(JobKind::Callback),
+            "payout_submit" => Some(JobKind::PayoutSubmit),
+            "payout_check" => Some(JobKind::PayoutCheck),
+            _ => None,
+        }
+    }
+}
+
+pub struct NewJob<'a> {
+    pub kind: JobKind,
+    pub project_id: &'a str,
+    pub withdrawal_id: Option<i64>,
+    pub dedupe_key: String,
+    pub payload: String,
+    pub run_at: i64,
+    /// After this instant a failing job is marked dead instead of retried.
+    pub deadline: Option<i64>,
+}
+
+/// Queues a job unless one with the same dedupe key exists.
+pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO jobs (kind, project_id, withdrawal_id, dedupe_key, payload, status, attempts, run_at, deadline, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(job.kind.as_str())
+    .bind(job.project_id)
+    .bind(job.withdrawal_id)
+    .bind(&job.dedupe_key)
+    .bind(&job.payload)
+    .bind(job.run_at)
+    .bind(job.deadline)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub project_id: Option<String>,
+    pub withdrawal_id: Option<i64>,
+    pub dedupe_key: Option<String>,
+    pub payload: String,
+    /// Including the current one.
+    pub attempts: i64,
+    pub deadline: Option<i64>,
+    pub created_at: i64,
+}
+
+const JOB_COLUMNS: &str =
+    "id, kind, project_id, withdrawal_id, dedupe_key, payload, attempts, deadline, created_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Job, DbError> {
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        project_id: r.try_get("project_id")?,
+        withdrawal_id: r.try_get("withdrawal_id")?,
+        dedupe_key: r.try_get("dedupe_key")?,
+        payload: r.try_get("payload")?,
+        attempts: r.try_get("attempts")?,
+        deadline: r.try_get("deadline")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Claims up to `limit` due jobs for `owner` until `now + lease_ms`. On PostgreSQL, `SKIP
+/// LOCKED` lets several instances claim side by side without waiting on each other; SQLite
+/// has a single writer, so the plain form is already exclusive.
+pub async fn claim(
+    db: &Db,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Job>, DbError> {
+    let lock = match db.engine() {
+        Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        Engine::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+         WHERE id IN (
+            SELECT id FROM jobs
+            WHERE status = 'queued' AND run_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+            ORDER BY run_at LIMIT $4{lock})
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.writer())
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Finishes a job this worker holds.
+pub async fn complete(db: &Db, id: i64, owner: &str, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = $1
+         WHERE id = $2 AND lease_owner = $3",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Puts a job back for a later attempt. `counts` false means "not a failure, just not yet"
+/// (the attempt is handed back).
+pub async fn reschedule(
+    db: &Db,
+    id: i64,
+    owner: &str,
+    run_at: i64,
+    error: Option<&str>,
+    counts: bool,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, last_error = $2,
+            attempts = attempts - $3, updated_at = $4
+         WHERE id = $5 AND lease_owner = $6",
+    )
+    .bind(run_at)
+    .bind(error)
+    .bind(i64::from(!counts))
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+pub async fn kill(db: &Db, id: i64, owner: &str, error: &str, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET status = 'dead', lease_owner = NULL, lease_until = NULL, last_error = $1, updated_at = $2
+         WHERE id = $3 AND lease_owner = $4",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+pub struct Attempt<'a> {
+    pub job_id: i64,
+    pub attempt: i64,
+    pub attempted_at: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<&'a str>,
+    pub duration_ms: i64,
+}
+
+pub async fn record_attempt(db: &Db, a: &Attempt<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO delivery_attempts (job_id, attempt, attempted_at, status_code, error, duration_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(a.job_id)
+    .bind(a.attempt)
+    .bind(a.attempted_at)
+    .bind(a.status_code)
+    .bind(a.error)
+    .bind(a.duration_ms)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// A delivery as the UI and tests see it: the job and all of its attempts.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub job_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub attempts: Vec<AttemptRow>,
+    pub last_error: Option<String>,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub attempted_at: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+pub async fn deliveries_for_withdrawal(
+    db: &Db,
+    withdrawal_id: i64,
+    kind: JobKind,
+) -> Result<Vec<Delivery>, DbError> {
+    let jobs = sqlx::query(
+        "SELECT id, kind, status, last_error, payload FROM jobs WHERE withdrawal_id = $1 AND kind = $2 ORDER BY id",
+    )
+    .bind(withdrawal_id)
+    .bind(kind.as_str())
+    .fetch_all(db.reader())
+    .await?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        let job_id: i64 = j.try_get("id")?;
+        let attempts = sqlx::query(
+            "SELECT attempt, attempted_at, status_code, error, duration_ms FROM delivery_attempts
+             WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(db.reader())
+        .await?
+        .iter()
+        .map(|a| {
+            Ok(AttemptRow {
+                attempt: a.try_get("attempt")?,
+                attempted_at: a.try_get("attempted_at")?,
+                status_code: a.try_get("status_code")?,
+                error: a.try_get("error")?,
+                duration_ms: a.try_get("duration_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+        out.push(Delivery {
+            job_id,
+            kind: j.try_get("kind")?,
+            status: j.try_get("status")?,
+            attempts,
+            last_error: j.try_get("last_error")?,
+            payload: j.try_get("payload")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Re-queues a delivered or dead job by hand (re-send a callback).
+pub async fn requeue(db: &Db, id: i64, now: i64, deadline: Option<i64>) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'queued', run_at = $1, deadline = $2, lease_owner = NULL, lease_until = NULL, updated_at = $1
+         WHERE id = $3 AND status IN ('done', 'dead')",
+    )
+    .bind(now)
+    .bind(deadline)
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,0 +1,187 @@
+//! Limit settings and their running usage per calendar bucket.
+
+use super::{Db, DbError, Tx, corrupt};
+use crate::clock::{DAY_MS, HOUR_MS};
+use crate::domain::money::db_decimal;
+use crate::domain::policy::{LimitSet, Scope, Usage};
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+/// The default (base-currency) row of a scope.
+pub const DEFAULT_CURRENCY: &str = "*";
+
+fn opt_decimal(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Option<Decimal>, DbError> {
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|s| db_decimal(&s).map_err(|_| corrupt(col, s)))
+        .transpose()
+}
+
+/// The scope's default limits and its override for `currency`, if any.
+pub async fn for_withdrawal(
+    db: &Db,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+) -> Result<(LimitSet, Option<LimitSet>), DbError> {
+    let rows = sqlx::query(
+        "SELECT currency, per_operation, per_hour, per_day FROM limits
+         WHERE project_id = $1 AND scope = $2 AND currency IN ($3, $4)",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(DEFAULT_CURRENCY)
+    .bind(currency)
+    .fetch_all(db.reader())
+    .await?;
+    let mut base = LimitSet::default();
+    let mut over = None;
+    for r in &rows {
+        let set = LimitSet {
+            per_operation: opt_decimal(r, "per_operation")?,
+            per_hour: opt_decimal(r, "per_hour")?,
+            per_day: opt_decimal(r, "per_day")?,
+        };
+        if r.try_get::<String, _>("currency")? == DEFAULT_CURRENCY {
+            base = set;
+        } else {
+            over = Some(set);
+        }
+    }
+    Ok((base, over))
+}
+
+pub async fn list(db: &Db, project_id: &str) -> Result<Vec<(Scope, String, LimitSet)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT scope, currency, per_operation, per_hour, per_day FROM limits
+         WHERE project_id = $1 ORDER BY scope, currency",
+    )
+    .bind(project_id)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let scope: String = r.try_get("scope")?;
+            Ok((
+                Scope::parse(&scope).ok_or_else(|| corrupt("limits.scope", scope))?,
+                r.try_get("currency")?,
+                LimitSet {
+                    per_operation: opt_decimal(r, "per_operation")?,
+                    per_hour: opt_decimal(r, "per_hour")?,
+                    per_day: opt_decimal(r, "per_day")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+fn text(d: Option<Decimal>) -> Option<String> {
+    d.map(|d| d.normalize().to_string())
+}
+
+/// Replaces one limit row (all three windows; `None` = no limit in that window).
+pub async fn upsert(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+    set: &LimitSet,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO limits (project_id, scope, currency, per_operation, per_hour, per_day, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (project_id, scope, currency) DO UPDATE SET
+           per_operation = excluded.per_operation, per_hour = excluded.per_hour,
+           per_day = excluded.per_day, updated_at = excluded.updated_at",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(currency)
+    .bind(text(set.per_operation))
+    .bind(text(set.per_hour))
+    .bind(text(set.per_day))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The buckets an instant falls in: the UTC clock hour and the UTC day.
+pub fn buckets(now: i64) -> (String, String) {
+    (
+        format!("h{}", now.div_euclid(HOUR_MS)),
+        format!("d{}", now.div_euclid(DAY_MS)),
+    )
+}
+
+pub async fn usage(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+    bucket: &str,
+) -> Result<Usage, DbError> {
+    let row = sqlx::query(
+        "SELECT amount, base_amount FROM limit_usage
+         WHERE project_id = $1 AND scope = $2 AND currency = $3 AND bucket = $4",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(currency)
+    .bind(bucket)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Usage::default());
+    };
+    let amount: String = row.try_get("amount")?;
+    let base: String = row.try_get("base_amount")?;
+    Ok(Usage {
+        amount: db_decimal(&amount).map_err(|_| corrupt("limit_usage.amount", &amount))?,
+        base_amount: db_decimal(&base).map_err(|_| corrupt("limit_usage.base_amount", &base))?,
+    })
+}
+
+/// Adds (or, with negative figures, removes) a withdrawal to a bucket. Callers hold the
+/// balance lock of the same project and currency, which serializes these read-modify-writes.
+pub async fn add_usage(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+    bucket: &str,
+    delta: Usage,
+) -> Result<(), DbError> {
+    let cur = usage(tx, project_id, scope, currency, bucket).await?;
+    let total = Usage {
+        amount: (cur.amount + delta.amount).max(Decimal::ZERO),
+        base_amount: (cur.base_amount + delta.base_amount).max(Decimal::ZERO),
+    };
+    put_usage(tx, project_id, scope, currency, bucket, total).await
+}
+
+/// Writes a bucket's new total (the caller read the old one under the balance lock).
+pub async fn put_usage(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+    bucket: &str,
+    total: Usage,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO limit_usage (project_id, scope, currency, bucket, amount, base_amount)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (project_id, scope, currency, bucket) DO UPDATE SET
+           amount = excluded.amount, base_amount = excluded.base_amount",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(currency)
+    .bind(bucket)
+    .bind(total.amount.normalize().to_string())
+    .bind(total.base_amount.normalize().to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

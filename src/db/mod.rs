@@ -1,0 +1,183 @@
+//! The one database layer over two engines. Every query in the service lives below this
+//! module; all use `$1..$N` placeholders and portable SQL through sqlx's `Any` driver.
+//! Where the engines truly differ (row locks, job claiming) the difference sits in one
+//! function here.
+
+pub mod audit;
+pub mod balances;
+pub mod jobs;
+pub mod limits;
+pub mod prefill;
+pub mod projects;
+pub mod withdrawals;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor};
+use std::time::Duration;
+
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    #[error("database error: {0}")]
+    Query(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt value in column {column}: {value:?}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => DbError::Unavailable(e),
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Query(e) => e
+                .as_database_error()
+                .is_some_and(|d| d.is_unique_violation()),
+            _ => false,
+        }
+    }
+}
+
+pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
+    DbError::Corrupt {
+        column,
+        value: value.into(),
+    }
+}
+
+/// Connection pools. On SQLite all writes go through one connection (SQLite has one writer
+/// anyway; queueing in the pool is fairer and faster than SQLITE_BUSY back-off) while reads
+/// use several; on PostgreSQL both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    write: AnyPool,
+    read: AnyPool,
+    engine: Engine,
+}
+
+impl Db {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbError> {
+        install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
+        let options = || {
+            AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if engine == Engine::Sqlite {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let db = match engine {
+            Engine::Sqlite => {
+                let write = options().max_connections(1).connect(url).await?;
+                let read = options()
+                    .max_connections(max_connections.clamp(1, 8))
+                    .connect(url)
+                    .await?;
+                Db {
+                    write,
+                    read,
+                    engine,
+                }
+            }
+            Engine::Postgres => {
+                let pool = options()
+                    .max_connections(max_connections.max(2))
+                    .connect(url)
+                    .await?;
+                Db {
+                    write: pool.clone(),
+                    read: pool,
+                    engine,
+                }
+            }
+        };
+        Ok(db)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// For reads that need no transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// For single writes outside a transaction.
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
+    /// transaction never fails half-way upgrading from a read.
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        let tx = match self.engine {
+            Engine::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.write.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Applies pending migrations (safe to run from several instances at once on PostgreSQL:
+    /// sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self.engine {
+            Engine::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.write).await?,
+            Engine::Postgres => sqlx::migrate!("migrations/postgres").run(&self.write).await?,
+        }
+        Ok(())
+    }
+
+    /// Readiness: true when the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// `FOR UPDATE` where the engine has row locks; SQLite's `BEGIN IMMEDIATE` already made
+    /// the transaction the only writer.
+    pub fn for_update(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE",
+        }
+    }
+}

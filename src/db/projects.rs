@@ -1,0 +1,154 @@
+//! Projects (merchant accounts) and their API keys.
+
+use super::{Db, DbError, Tx};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub primary_email: String,
+    pub base_currency: String,
+    pub callback_url: Option<String>,
+    pub webhook_secret_enc: String,
+    pub withdrawal_confirmation: bool,
+}
+
+const PROJECT_COLUMNS: &str =
+    "p.id, p.name, p.primary_email, p.base_currency, p.callback_url, p.webhook_secret_enc, p.withdrawal_confirmation";
+
+fn project_from_row(row: &sqlx::any::AnyRow) -> Result<Project, DbError> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        primary_email: row.try_get("primary_email")?,
+        base_currency: row.try_get("base_currency")?,
+        callback_url: row.try_get("callback_url")?,
+        webhook_secret_enc: row.try_get("webhook_secret_enc")?,
+        withdrawal_confirmation: row.try_get::<i64, _>("withdrawal_confirmation")? != 0,
+    })
+}
+
+pub struct NewProject<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub primary_email: &'a str,
+    pub base_currency: &'a str,
+    pub callback_url: Option<&'a str>,
+    pub webhook_secret_enc: &'a str,
+}
+
+pub async fn insert(tx: &mut Tx, p: &NewProject<'_>, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO projects (id, name, primary_email, base_currency, callback_url, webhook_secret_enc, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(p.id)
+    .bind(p.name)
+    .bind(p.primary_email)
+    .bind(p.base_currency)
+    .bind(p.callback_url)
+    .bind(p.webhook_secret_enc)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO audit_heads (project_id, seq, hash) VALUES ($1, 0, $2)")
+        .bind(p.id)
+        .bind(super::audit::GENESIS)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<Project>, DbError> {
+    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(project_from_row).transpose()
+}
+
+pub async fn set_callback_url(db: &Db, id: &str, url: Option<&str>) -> Result<bool, DbError> {
+    let r = sqlx::query("UPDATE projects SET callback_url = $1 WHERE id = $2")
+        .bind(url)
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_withdrawal_confirmation(db: &Db, id: &str, on: bool) -> Result<bool, DbError> {
+    let r = sqlx::query("UPDATE projects SET withdrawal_confirmation = $1 WHERE id = $2")
+        .bind(i64::from(on))
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub struct NewApiKey<'a> {
+    pub id: &'a str,
+    pub project_id: &'a str,
+    pub key_hash: &'a str,
+    pub key_prefix: &'a str,
+    pub secret_enc: &'a str,
+    pub can_withdraw: bool,
+}
+
+pub async fn insert_api_key(tx: &mut Tx, k: &NewApiKey<'_>, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, project_id, key_hash, key_prefix, secret_enc, can_withdraw, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(k.id)
+    .bind(k.project_id)
+    .bind(k.key_hash)
+    .bind(k.key_prefix)
+    .bind(k.secret_enc)
+    .bind(i64::from(k.can_withdraw))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An active API key with its project, found by the hash of the public key.
+#[derive(Debug, Clone)]
+pub struct ApiKeyWithProject {
+    pub key_id: String,
+    pub secret_enc: String,
+    pub can_withdraw: bool,
+    pub project: Project,
+}
+
+pub async fn find_api_key(db: &Db, key_hash: &str) -> Result<Option<ApiKeyWithProject>, DbError> {
+    let sql = format!(
+        "SELECT k.id AS key_id, k.secret_enc, k.can_withdraw, {PROJECT_COLUMNS}
+         FROM api_keys k JOIN projects p ON p.id = k.project_id
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key_hash)
+        .fetch_optional(db.reader())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(ApiKeyWithProject {
+        key_id: row.try_get("key_id")?,
+        secret_enc: row.try_get("secret_enc")?,
+        can_withdraw: row.try_get::<i64, _>("can_withdraw")? != 0,
+        project: project_from_row(&row)?,
+    }))
+}
+
+/// The project's first active API key secret (callbacks are signed with it, as the seeds do).
+pub async fn signing_secret_enc(db: &Db, project_id: &str) -> Result<Option<String>, DbError> {
+    let row = sqlx::query(
+        "SELECT secret_enc FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL
+         ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(project_id)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|r| r.try_get("secret_enc")).transpose()?)
+}

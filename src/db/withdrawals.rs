@@ -1,0 +1,281 @@
+//! Withdrawal rows, their timeline and the address book. Status changes are conditional
+//! writes on the expected current status.
+
+use super::{Db, DbError, Tx, corrupt};
+use crate::domain::money::db_decimal;
+use crate::domain::policy::{ApprovalRequirement, Scope};
+use crate::domain::withdrawal::Status;
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct Withdrawal {
+    pub id: i64,
+    pub project_id: String,
+    pub foreign_id: String,
+    pub fingerprint: String,
+    pub scope: Scope,
+    pub initiator_kind: String,
+    pub initiator_id: String,
+    pub currency: String,
+    pub network: String,
+    pub amount: Decimal,
+    pub fee: Decimal,
+    pub address: String,
+    pub tag: Option<String>,
+    pub end_user_reference: Option<String>,
+    pub base_currency: String,
+    pub base_value: Decimal,
+    pub rate: Decimal,
+    pub status: Status,
+    pub initial_status: Status,
+    pub requirement: ApprovalRequirement,
+    pub usage_hour: String,
+    pub usage_day: String,
+    pub error: String,
+    pub txid: Option<String>,
+    pub address_id: i64,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id, currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate, status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at, created_at, updated_at";
+
+fn dec(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Decimal, DbError> {
+    let s: String = row.try_get(col)?;
+    db_decimal(&s).map_err(|_| corrupt(col, s))
+}
+
+fn status(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Status, DbError> {
+    let s: String = row.try_get(col)?;
+    Status::parse(&s).ok_or_else(|| corrupt(col, s))
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
+    let scope: String = row.try_get("scope")?;
+    let requirement: String = row.try_get("requirement")?;
+    Ok(Withdrawal {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        foreign_id: row.try_get("foreign_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        scope: Scope::parse(&scope).ok_or_else(|| corrupt("scope", scope))?,
+        initiator_kind: row.try_get("initiator_kind")?,
+        initiator_id: row.try_get("initiator_id")?,
+        currency: row.try_get("currency")?,
+        network: row.try_get("network")?,
+        amount: dec(row, "amount")?,
+        fee: dec(row, "fee")?,
+        address: row.try_get("address")?,
+        tag: row.try_get("tag")?,
+        end_user_reference: row.try_get("end_user_reference")?,
+        base_currency: row.try_get("base_currency")?,
+        base_value: dec(row, "base_value")?,
+        rate: dec(row, "rate")?,
+        status: status(row, "status")?,
+        initial_status: status(row, "initial_status")?,
+        requirement: serde_json::from_str(&requirement)
+            .map_err(|_| corrupt("requirement", requirement))?,
+        usage_hour: row.try_get("usage_hour")?,
+        usage_day: row.try_get("usage_day")?,
+        error: row.try_get("error")?,
+        txid: row.try_get("txid")?,
+        address_id: row.try_get("address_id")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Inserts a new withdrawal and returns its id. A repeated `foreign_id` fails with a unique
+/// violation (see `DbError::is_unique_violation`).
+pub async fn insert(tx: &mut Tx, w: &Withdrawal) -> Result<i64, DbError> {
+    let row = sqlx::query(
+        "INSERT INTO withdrawals (project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id,
+            currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate,
+            status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at,
+            created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+            $21, $22, $23, $24, $25, $26, $27)
+         RETURNING id",
+    )
+    .bind(&w.project_id)
+    .bind(&w.foreign_id)
+    .bind(&w.fingerprint)
+    .bind(w.scope.as_str())
+    .bind(&w.initiator_kind)
+    .bind(&w.initiator_id)
+    .bind(&w.currency)
+    .bind(&w.network)
+    .bind(w.amount.to_string())
+    .bind(w.fee.to_string())
+    .bind(&w.address)
+    .bind(w.tag.as_deref())
+    .bind(w.end_user_reference.as_deref())
+    .bind(&w.base_currency)
+    .bind(w.base_value.to_string())
+    .bind(w.rate.to_string())
+    .bind(w.status.as_str())
+    .bind(w.initial_status.as_str())
+    .bind(serde_json::to_string(&w.requirement).unwrap_or_default())
+    .bind(&w.usage_hour)
+    .bind(&w.usage_day)
+    .bind(&w.error)
+    .bind(w.txid.as_deref())
+    .bind(w.address_id)
+    .bind(w.expires_at)
+    .bind(w.created_at)
+    .bind(w.updated_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
+pub async fn by_foreign_id(
+    db: &Db,
+    project_id: &str,
+    foreign_id: &str,
+) -> Result<Option<Withdrawal>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE project_id = $1 AND foreign_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(foreign_id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn by_id(db: &Db, id: i64) -> Result<Option<Withdrawal>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The one conditional write behind every status change: zero rows means someone else moved
+/// the withdrawal first.
+#[allow(clippy::too_many_arguments)]
+pub async fn set_status(
+    tx: &mut Tx,
+    id: i64,
+    from: Status,
+    to: Status,
+    error: Option<&str>,
+    txid: Option<&str>,
+    now: i64,
+) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "UPDATE withdrawals SET status = $1, error = COALESCE($2, error), txid = COALESCE($3, txid), updated_at = $4
+         WHERE id = $5 AND status = $6",
+    )
+    .bind(to.as_str())
+    .bind(error)
+    .bind(txid)
+    .bind(now)
+    .bind(id)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn add_event(
+    tx: &mut Tx,
+    withdrawal_id: i64,
+    from: Option<Status>,
+    to: Status,
+    actor_kind: &str,
+    actor_id: &str,
+    note: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO withdrawal_events (withdrawal_id, from_status, to_status, actor_kind, actor_id, note, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(withdrawal_id)
+    .bind(from.map(Status::as_str))
+    .bind(to.as_str())
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(note)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub note: String,
+    pub created_at: i64,
+}
+
+pub async fn events(db: &Db, withdrawal_id: i64) -> Result<Vec<Event>, DbError> {
+    let rows = sqlx::query(
+        "SELECT from_status, to_status, actor_kind, actor_id, note, created_at
+         FROM withdrawal_events WHERE withdrawal_id = $1 ORDER BY id",
+    )
+    .bind(withdrawal_id)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Event {
+                from_status: r.try_get("from_status")?,
+                to_status: r.try_get("to_status")?,
+                actor_kind: r.try_get("actor_kind")?,
+                actor_id: r.try_get("actor_id")?,
+                note: r.try_get("note")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Records the destination in the address book and returns its id.
+pub async fn touch_address(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    address: &str,
+    tag: Option<&str>,
+    now: i64,
+) -> Result<i64, DbError> {
+    let row = sqlx::query(
+        "INSERT INTO payout_addresses (project_id, currency, address, tag, first_used_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (project_id, currency, address, tag) DO UPDATE SET last_used_at = excluded.last_used_at
+         RETURNING id",
+    )
+    .bind(project_id)
+    .bind(currency)
+    .bind(address)
+    .bind(tag.unwrap_or(""))
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
+/// Pending withdrawals whose expiry has passed, oldest first.
+pub async fn expired_pending(db: &Db, now: i64, limit: i64) -> Result<Vec<i64>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id FROM withdrawals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get("id").map_err(DbError::from))
+        .collect()
+}

@@ -1,0 +1,6 @@
+//! Pure domain logic: no I/O, no clock reads, no sqlx.
+
+pub mod address;
+pub mod money;
+pub mod policy;
+pub mod withdrawal;

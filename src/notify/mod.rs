@@ -1,0 +1,3 @@
+//! Messages that leave the service: merchant callbacks (later: email, Slack).
+
+pub mod callback;

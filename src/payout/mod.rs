@@ -1,0 +1,46 @@
+//! The payout rail behind one trait. Every submission carries an idempotency key (one per
+//! withdrawal): submitting the same key again returns the first submission, so a retried job
+//! never pays twice.
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+#[derive(Debug, Clone)]
+pub struct PayoutRequest {
+    pub idempotency_key: String,
+    pub currency: String,
+    pub network: String,
+    pub amount: Decimal,
+    pub address: String,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutState {
+    /// On its way; ask again at (epoch ms).
+    InFlight { txid: String, check_at: i64 },
+    Confirmed { txid: String },
+    Failed { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayoutError {
+    /// Try again later; nothing is known to have happened.
+    #[error("payout rail unavailable: {0}")]
+    Transient(String),
+    /// The rail refused this payout for good.
+    #[error("payout refused: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait PayoutProvider: Send + Sync + 'static {
+    /// Hands a payout over (idempotent per key) and returns where it stands.
+    async fn submit(&self, req: &PayoutRequest, now: i64) -> Result<PayoutState, PayoutError>;
+    /// Where a submitted payout stands.
+    async fn status(&self, idempotency_key: &str, now: i64) -> Result<PayoutState, PayoutError>;
+    /// How many times the rail has seen this key submitted (for reconciliation and tests).
+    async fn submissions(&self, idempotency_key: &str) -> Result<u64, PayoutError>;
+}

@@ -1,0 +1,4 @@
+//! The business operations: thin handlers and workers call these; these call `db`.
+
+pub mod projects;
+pub mod withdrawals;

@@ -1,0 +1,464 @@
+//! Creating withdrawals and moving them through their lifecycle. Every change is one
+//! transaction: the conditional status write, the funds movement, the timeline event, the
+//! outbox rows and the audit record commit together or not at all.
+
+use crate::clock::HOUR_MS;
+use crate::db::audit::{self, Actor, Origin};
+use crate::db::balances::{self, BalanceError, LedgerKind};
+use crate::db::jobs::{self, JobKind, NewJob};
+use crate::db::limits;
+use crate::db::projects::Project;
+use crate::db::withdrawals::{self as wdb, Withdrawal};
+use crate::db::{DbError, Tx};
+use crate::domain::money::Currency;
+use crate::domain::policy::{self, PolicyInput, Scope, Usage};
+use crate::domain::withdrawal::{Event, FundsEffect, NewWithdrawal, Status, transition};
+use crate::error::ApiError;
+use crate::notify::callback::CallbackJob;
+use crate::state::AppState;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+fn balance_not_enough() -> ApiError {
+    ApiError::refused("balance_not_enough", "Not enough money on balance")
+}
+
+/// Creates a withdrawal, or returns the existing one when the same request (same
+/// `foreign_id`, same fields) was made before, even concurrently.
+pub async fn create(
+    state: &AppState,
+    project: &Project,
+    initiator: &Actor,
+    scope: Scope,
+    req: NewWithdrawal,
+    origin: &Origin,
+) -> Result<Withdrawal, ApiError> {
+    let fingerprint = req.fingerprint();
+    if let Some(existing) = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id).await? {
+        return replay(existing, &fingerprint);
+    }
+    let now = state.now();
+    let currency = req.currency();
+    let base = Currency::parse(&project.base_currency)
+        .ok_or_else(|| ApiError::internal("project base currency unknown"))?;
+    let rate = state.rates.rate(currency, base).ok_or_else(|| {
+        ApiError::refused(
+            "coin_not_supported",
+            format!("No {currency}/{base} rate is configured"),
+        )
+    })?;
+    let amount = req.amount.value();
+    let base_value = (amount * rate).round_dp(8);
+    let fee = Decimal::ZERO;
+    let (base_limits, currency_limits) =
+        limits::for_withdrawal(&state.db, &project.id, scope, currency.code()).await?;
+    let (hour, day) = limits::buckets(now);
+
+    let mut tx = state.db.begin().await?;
+    let Some(balance) = balances::lock(&state.db, &mut tx, &project.id, currency.code()).await?
+    else {
+        return Err(balance_not_enough());
+    };
+    if balance.available < amount + fee {
+        return Err(balance_not_enough());
+    }
+    let used_hour = limits::usage(&mut tx, &project.id, scope, currency.code(), &hour).await?;
+    let used_day = limits::usage(&mut tx, &project.id, scope, currency.code(), &day).await?;
+    let requirement = policy::requirement(&PolicyInput {
+        scope,
+        currency: currency.code(),
+        base_currency: base.code(),
+        amount,
+        base_value,
+        base_limits,
+        currency_limits,
+        used_this_hour: used_hour,
+        used_today: used_day,
+        withdrawal_confirmation: project.withdrawal_confirmation,
+    });
+    let status = if requirement.is_needed() {
+        Status::Pending
+    } else {
+        Status::Approved
+    };
+    let address_id = wdb::touch_address(
+        &mut tx,
+        &project.id,
+        currency.code(),
+        req.address.as_str(),
+        req.tag.as_deref(),
+        now,
+    )
+    .await?;
+    let expiry_ms =
+        i64::try_from(state.settings.withdrawals.pending_expiry_hours).unwrap_or(24) * HOUR_MS;
+    let mut w = Withdrawal {
+        id: 0,
+        project_id: project.id.clone(),
+        foreign_id: req.foreign_id.clone(),
+        fingerprint: fingerprint.clone(),
+        scope,
+        initiator_kind: initiator.kind().to_string(),
+        initiator_id: initiator.id().to_string(),
+        currency: currency.code().to_string(),
+        network: req.address.network().name().to_string(),
+        amount,
+        fee,
+        address: req.address.as_str().to_string(),
+        tag: req.tag.clone(),
+        end_user_reference: req.end_user_reference.clone(),
+        base_currency: base.code().to_string(),
+        base_value,
+        rate,
+        status,
+        initial_status: status,
+        requirement,
+        usage_hour: hour.clone(),
+        usage_day: day.clone(),
+        error: String::new(),
+        txid: None,
+        address_id,
+        expires_at: (status == Status::Pending).then_some(now + expiry_ms),
+        created_at: now,
+        updated_at: now,
+    };
+    w.id = match wdb::insert(&mut tx, &w).await {
+        Ok(id) => id,
+        Err(e) if e.is_unique_violation() => {
+            // Lost a race with the same foreign_id: answer as the winner did.
+            drop(tx);
+            let existing = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id)
+                .await?
+                .ok_or_else(|| ApiError::internal("withdrawal vanished after conflict"))?;
+            return replay(existing, &fingerprint);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    balances::apply(
+        &mut tx,
+        &project.id,
+        currency.code(),
+        balance,
+        LedgerKind::Hold,
+        amount + fee,
+        Some(w.id),
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        BalanceError::Insufficient => balance_not_enough(),
+        BalanceError::Db(d) => d.into(),
+    })?;
+    let add = |u: Usage| Usage {
+        amount: u.amount + amount,
+        base_amount: u.base_amount + base_value,
+    };
+    limits::put_usage(&mut tx, &project.id, scope, currency.code(), &hour, add(used_hour)).await?;
+    limits::put_usage(&mut tx, &project.id, scope, currency.code(), &day, add(used_day)).await?;
+    let note = w
+        .requirement
+        .reasons
+        .iter()
+        .map(|r| r.describe())
+        .collect::<Vec<_>>()
+        .join("; ");
+    wdb::add_event(&mut tx, w.id, None, status, initiator.kind(), initiator.id(), &note, now)
+        .await?;
+    queue_effects(&mut tx, state, &w, now).await?;
+    audit::append(
+        &mut tx,
+        &audit::Entry {
+            project_id: &project.id,
+            actor: initiator,
+            action: "withdrawal.created",
+            subject: format!("withdrawal:{}", w.id),
+            details: json!({
+                "foreign_id": w.foreign_id, "currency": w.currency, "amount": w.amount.to_string(),
+                "address": w.address, "status": status.as_str(), "scope": scope.as_str(),
+                "reasons": w.requirement.reasons,
+            }),
+            origin,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    state.wake.notify_one();
+    Ok(w)
+}
+
+fn replay(existing: Withdrawal, fingerprint: &str) -> Result<Withdrawal, ApiError> {
+    if existing.fingerprint == fingerprint {
+        Ok(existing)
+    } else {
+        Err(ApiError::refused(
+            "duplication_request",
+            format!(
+                "A withdrawal with foreign_id {:?} already exists with different fields",
+                existing.foreign_id
+            ),
+        ))
+    }
+}
+
+/// The outbox rows a withdrawal entering its current status needs.
+async fn queue_effects(
+    tx: &mut Tx,
+    state: &AppState,
+    w: &Withdrawal,
+    now: i64,
+) -> Result<(), DbError> {
+    if w.status.has_callback() {
+        let job = CallbackJob::for_status(w, w.status);
+        let give_up = i64::try_from(state.settings.callbacks.give_up_after_hours).unwrap_or(72);
+        jobs::enqueue(
+            tx,
+            &NewJob {
+                kind: JobKind::Callback,
+                project_id: &w.project_id,
+                withdrawal_id: Some(w.id),
+                dedupe_key: job.msg_id.clone(),
+                payload: serde_json::to_string(&job).unwrap_or_default(),
+                run_at: now,
+                deadline: Some(now + give_up * HOUR_MS),
+            },
+            now,
+        )
+        .await?;
+    }
+    if w.status == Status::Approved {
+        jobs::enqueue(
+            tx,
+            &NewJob {
+                kind: JobKind::PayoutSubmit,
+                project_id: &w.project_id,
+                withdrawal_id: Some(w.id),
+                dedupe_key: format!("payout_submit:{}", w.id),
+                payload: "{}".into(),
+                run_at: now,
+                deadline: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A requested change.
+pub struct Change<'a> {
+    pub event: Event,
+    pub actor: &'a Actor,
+    pub note: &'a str,
+    /// The merchant-visible `error` text (seed formats: "Declined by user ID:N", "Expired").
+    pub error: Option<&'a str>,
+    pub txid: Option<&'a str>,
+    /// When the payout rail should be asked about this payout next (with PayoutSubmitted).
+    pub check_at: Option<i64>,
+    pub origin: &'a Origin,
+}
+
+/// Who moved a withdrawal to where it is, for "already decided by X at T".
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub status: Status,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("withdrawal is {}", .0.status.as_str())]
+    NotAllowed(Decided),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<BalanceError> for ChangeError {
+    fn from(e: BalanceError) -> Self {
+        match e {
+            BalanceError::Db(d) => ChangeError::Db(d),
+            BalanceError::Insufficient => ChangeError::Db(DbError::Query(sqlx::Error::Protocol(
+                "held funds smaller than the withdrawal".into(),
+            ))),
+        }
+    }
+}
+
+async fn decided(state: &AppState, id: i64) -> Result<ChangeError, DbError> {
+    let w = wdb::by_id(&state.db, id)
+        .await?
+        .ok_or_else(|| crate::db::corrupt("withdrawals.id", id.to_string()))?;
+    let last = wdb::events(&state.db, id).await?.pop();
+    Ok(ChangeError::NotAllowed(Decided {
+        status: w.status,
+        actor_kind: last.as_ref().map(|e| e.actor_kind.clone()).unwrap_or_default(),
+        actor_id: last.as_ref().map(|e| e.actor_id.clone()).unwrap_or_default(),
+        at: last.map_or(w.updated_at, |e| e.created_at),
+    }))
+}
+
+/// Moves `w` (as last read) through `change.event`. Exactly one of several concurrent
+/// changes wins; the others get `NotAllowed` naming the winner.
+pub async fn change(
+    state: &AppState,
+    w: &Withdrawal,
+    change: Change<'_>,
+) -> Result<Withdrawal, ChangeError> {
+    let Ok((to, funds)) = transition(w.status, change.event) else {
+        return Err(decided(state, w.id).await?);
+    };
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    // Lock order everywhere: balance, then withdrawal, then audit head.
+    let balance = match funds {
+        FundsEffect::None => None,
+        _ => balances::lock(&state.db, &mut tx, &w.project_id, &w.currency).await?,
+    };
+    if !wdb::set_status(&mut tx, w.id, w.status, to, change.error, change.txid, now).await? {
+        drop(tx);
+        return Err(decided(state, w.id).await?);
+    }
+    let held = w.amount + w.fee;
+    match (funds, balance) {
+        (FundsEffect::None, _) => {}
+        (effect, Some(balance)) => {
+            let kind = if effect == FundsEffect::Debit {
+                LedgerKind::Debit
+            } else {
+                LedgerKind::Release
+            };
+            balances::apply(
+                &mut tx, &w.project_id, &w.currency, balance, kind, held, Some(w.id), now,
+            )
+            .await?;
+            if effect == FundsEffect::Release {
+                let minus = Usage {
+                    amount: -w.amount,
+                    base_amount: -w.base_value,
+                };
+                for bucket in [&w.usage_hour, &w.usage_day] {
+                    limits::add_usage(&mut tx, &w.project_id, w.scope, &w.currency, bucket, minus)
+                        .await?;
+                }
+            }
+        }
+        (_, None) => {
+            return Err(ChangeError::Db(crate::db::corrupt(
+                "balances",
+                format!("{}/{} missing for held withdrawal", w.project_id, w.currency),
+            )));
+        }
+    }
+    let mut after = w.clone();
+    after.status = to;
+    after.updated_at = now;
+    if let Some(e) = change.error {
+        after.error = e.to_string();
+    }
+    if let Some(t) = change.txid {
+        after.txid = Some(t.to_string());
+    }
+    wdb::add_event(
+        &mut tx,
+        w.id,
+        Some(w.status),
+        to,
+        change.actor.kind(),
+        change.actor.id(),
+        change.note,
+        now,
+    )
+    .await?;
+    queue_effects(&mut tx, state, &after, now).await?;
+    if to == Status::Processing {
+        jobs::enqueue(
+            &mut tx,
+            &NewJob {
+                kind: JobKind::PayoutCheck,
+                project_id: &w.project_id,
+                withdrawal_id: Some(w.id),
+                dedupe_key: format!("payout_check:{}", w.id),
+                payload: "{}".into(),
+                run_at: change.check_at.unwrap_or(now),
+                deadline: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    audit::append(
+        &mut tx,
+        &audit::Entry {
+            project_id: &w.project_id,
+            actor: change.actor,
+            action: "withdrawal.status_changed",
+            subject: format!("withdrawal:{}", w.id),
+            details: json!({
+                "from": w.status.as_str(), "to": to.as_str(), "note": change.note,
+                "error": change.error, "txid": change.txid,
+            }),
+            origin: change.origin,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    state.wake.notify_one();
+    Ok(after)
+}
+
+/// The merchant's cancel: only while pending.
+pub async fn cancel_by_merchant(
+    state: &AppState,
+    w: &Withdrawal,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<Withdrawal, ChangeError> {
+    change(
+        state,
+        w,
+        Change {
+            event: Event::Cancel,
+            actor,
+            note: "cancelled through the API",
+            error: Some("Cancelled by merchant"),
+            txid: None,
+            check_at: None,
+            origin,
+        },
+    )
+    .await
+}
+
+/// Cancels every pending withdrawal past its expiry. Returns how many it cancelled.
+pub async fn expire_due(state: &AppState) -> Result<usize, DbError> {
+    let ids = wdb::expired_pending(&state.db, state.now(), 100).await?;
+    let mut n = 0;
+    for id in ids {
+        let Some(w) = wdb::by_id(&state.db, id).await? else {
+            continue;
+        };
+        let r = change(
+            state,
+            &w,
+            Change {
+                event: Event::Expire,
+                actor: &Actor::System,
+                note: "left pending past its expiry",
+                error: Some("Expired"),
+                txid: None,
+                check_at: None,
+                origin: &Origin::default(),
+            },
+        )
+        .await;
+        match r {
+            Ok(_) => n += 1,
+            Err(ChangeError::NotAllowed(_)) => {}
+            Err(ChangeError::Db(e)) => return Err(e),
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,210 @@
+//! Building and running the application: pools, migrations, the master key, the HTTP server
+//! and the background worker.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::db::Db;
+use crate::payout::sandbox::SandboxProvider;
+use crate::rates::Rates;
+use crate::state::AppState;
+use crate::worker::Worker;
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::{App, HttpResponse, HttpServer, middleware, web};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Installs the process-wide TLS crypto provider (ring) once; reqwest and sqlx both use it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Finds the master key: configured, or kept in a file, or generated into that file (0600).
+pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    if let Some(k) = &settings.secret_key {
+        return MasterKey::from_hex(k.expose_secret()).context("COUNTERSIGN_SECRET_KEY");
+    }
+    let path = settings.secret_key_file.clone().unwrap_or_else(|| {
+        settings
+            .sqlite_path()
+            .map(|db| db.with_extension("key"))
+            .unwrap_or_else(|| PathBuf::from("countersign.key"))
+    });
+    if path.exists() {
+        let hex = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading master key file {}", path.display()))?;
+        return MasterKey::from_hex(&hex).with_context(|| format!("master key in {}", path.display()));
+    }
+    let hex = MasterKey::generate_hex()?;
+    write_private(&path, &hex).with_context(|| format!("writing master key to {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "no COUNTERSIGN_SECRET_KEY set: generated a master key and stored it in this file (mode 0600). \
+         Back it up: without it the stored API secrets cannot be read. Set COUNTERSIGN_SECRET_KEY in production."
+    );
+    MasterKey::from_hex(&hex).context("generated master key")
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+/// Opens the database and applies migrations.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    install_crypto_provider();
+    let db = Db::connect(&settings.database_url, settings.database_max_connections)
+        .await
+        .context("connecting to the database")?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Result<AppState> {
+    install_crypto_provider();
+    let master_key = master_key(&settings)?;
+    let rates = Rates::from_settings(&settings.rates)?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(settings.callbacks.connect_timeout_secs))
+        .timeout(Duration::from_secs(settings.callbacks.timeout_secs))
+        .build()
+        .context("building the HTTP client")?;
+    let payout = Arc::new(SandboxProvider::new(
+        db.clone(),
+        i64::try_from(settings.sandbox.confirm_delay_secs).unwrap_or(5) * 1000,
+        settings.sandbox.fail_addresses.clone(),
+    ));
+    Ok(AppState {
+        db,
+        clock,
+        settings: Arc::new(settings),
+        master_key,
+        rates: Arc::new(rates),
+        payout,
+        http,
+        wake: Arc::new(Notify::new()),
+    })
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> anyhow::Result<Application> {
+        let db = open_db(&settings).await?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = build_state(settings, db, clock)?;
+        let server = http_server(state.clone(), listener)?;
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM in `serve`, or `handle().stop()`),
+    /// then stops the worker after its current round.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (tx, rx) = watch::channel(false);
+        let worker: Option<JoinHandle<()>> = self
+            .state
+            .settings
+            .worker
+            .enabled
+            .then(|| tokio::spawn(Worker::new(self.state.clone()).run(rx)));
+        let result = self.server.await;
+        let _ = tx.send(true);
+        if let Some(w) = worker {
+            let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+        }
+        self.state.db.close().await;
+        result
+    }
+}
+
+fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Cache-Control", "no-store")),
+            )
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let method = req.method().clone();
+                let path = req.path().to_string();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await;
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    match &res {
+                        Ok(r) => tracing::info!(%method, %path, status = r.status().as_u16(), ms, "request"),
+                        Err(e) => tracing::warn!(%method, %path, error = %e, ms, "request failed"),
+                    }
+                    res
+                }
+            })
+            .configure(crate::api::routes)
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .disable_signals()
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.db.ping().await {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "database unreachable"}))
+    }
+}

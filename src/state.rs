@@ -1,0 +1,30 @@
+//! What every handler and worker shares.
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::db::Db;
+use crate::payout::PayoutProvider;
+use crate::rates::Rates;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub settings: Arc<Settings>,
+    pub master_key: MasterKey,
+    pub rates: Arc<Rates>,
+    pub payout: Arc<dyn PayoutProvider>,
+    /// For callbacks: redirects off, connect and total timeouts set.
+    pub http: reqwest::Client,
+    /// Wakes the worker when a transaction queued work, so delivery does not wait for a poll.
+    pub wake: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

@@ -1,0 +1,333 @@
+//! The background loop: claims due jobs from the outbox (callbacks, payouts) with a lease, runs
+//! them with bounded concurrency, and cancels expired pending withdrawals. Several instances
+//! may run it against one database; leases keep each job with one runner at a time.
+
+use crate::clock::MINUTE_MS;
+use crate::db::audit::{Actor, Origin};
+use crate::db::jobs::{self, Attempt, Job, JobKind};
+use crate::db::{DbError, projects, withdrawals as wdb};
+use crate::domain::withdrawal::{Event, Status};
+use crate::notify::callback::{CallbackJob, retry_delay_ms, signed_headers};
+use crate::payout::{PayoutError, PayoutRequest, PayoutState};
+use crate::service::withdrawals::{self as svc, Change, ChangeError};
+use crate::state::AppState;
+use futures_util::stream::{self, StreamExt};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What became of one run of a job.
+#[derive(Debug)]
+enum Outcome {
+    Done,
+    /// Try again at this instant; `counts` false hands the attempt back (not a failure).
+    Retry {
+        at: i64,
+        error: Option<String>,
+        counts: bool,
+    },
+    Dead(String),
+}
+
+pub struct Worker {
+    state: AppState,
+    owner: String,
+}
+
+impl Worker {
+    pub fn new(state: AppState) -> Worker {
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            crate::crypto::random_token::<6>().unwrap_or_default()
+        );
+        Worker { state, owner }
+    }
+
+    /// Runs until `shutdown` turns true; finishes the round in progress first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.state.settings.worker.poll_interval_ms.max(10));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let busy = match self.round().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "worker round failed; retrying");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = self.state.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// One pass: expire, then claim and run a batch. Returns how many items it handled.
+    pub async fn round(&self) -> Result<usize, DbError> {
+        let expired = svc::expire_due(&self.state).await?;
+        let s = &self.state.settings.worker;
+        let now = self.state.now();
+        let lease_ms = i64::try_from(s.lease_secs).unwrap_or(60) * 1000;
+        let claimed = jobs::claim(
+            &self.state.db,
+            &self.owner,
+            now,
+            lease_ms,
+            i64::from(s.batch_size),
+        )
+        .await?;
+        let n = claimed.len();
+        stream::iter(claimed)
+            .for_each_concurrent(s.concurrency, |job| async move {
+                if let Err(e) = self.finish(&job).await {
+                    tracing::warn!(job = job.id, error = %e, "could not record job outcome");
+                }
+            })
+            .await;
+        Ok(expired + n)
+    }
+
+    async fn finish(&self, job: &Job) -> Result<(), DbError> {
+        let outcome = self.run_job(job).await;
+        let now = self.state.now();
+        let db = &self.state.db;
+        match outcome {
+            Outcome::Done => jobs::complete(db, job.id, &self.owner, now).await,
+            Outcome::Retry { at, error, counts } => {
+                if counts {
+                    tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempts, error = error.as_deref().unwrap_or(""), "job failed; will retry");
+                }
+                jobs::reschedule(db, job.id, &self.owner, at, error.as_deref(), counts, now).await
+            }
+            Outcome::Dead(error) => {
+                tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
+                jobs::kill(db, job.id, &self.owner, &error, now).await
+            }
+        }
+    }
+
+    async fn run_job(&self, job: &Job) -> Outcome {
+        let result = match JobKind::parse(&job.kind) {
+            Some(JobKind::Callback) => self.deliver_callback(job).await,
+            Some(JobKind::PayoutSubmit) => self.submit_payout(job).await,
+            Some(JobKind::PayoutCheck) => self.check_payout(job).await,
+            None => Ok(Outcome::Dead(format!("unknown job kind {}", job.kind))),
+        };
+        result.unwrap_or_else(|e| Outcome::Retry {
+            at: self.state.now() + self.backoff(job.attempts, MINUTE_MS * 5),
+            error: Some(e.to_string()),
+            counts: true,
+        })
+    }
+
+    fn backoff(&self, attempt: i64, cap: i64) -> i64 {
+        let jitter = crate::crypto::random_bytes::<2>()
+            .map(|b| f64::from(u16::from_le_bytes(b)) / 65536.0)
+            .unwrap_or(0.5);
+        retry_delay_ms(attempt, jitter).min(cap)
+    }
+
+    async fn withdrawal(&self, job: &Job) -> Result<Option<wdb::Withdrawal>, DbError> {
+        match job.withdrawal_id {
+            Some(id) => wdb::by_id(&self.state.db, id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn apply(
+        &self,
+        w: &wdb::Withdrawal,
+        event: Event,
+        note: &str,
+        error: Option<&str>,
+        txid: Option<&str>,
+        check_at: Option<i64>,
+    ) -> Result<Outcome, DbError> {
+        let r = svc::change(
+            &self.state,
+            w,
+            Change {
+                event,
+                actor: &Actor::System,
+                note,
+                error,
+                txid,
+                check_at,
+                origin: &Origin::default(),
+            },
+        )
+        .await;
+        match r {
+            // Someone else moved it on (another instance, a cancel): nothing left to do here.
+            Ok(_) | Err(ChangeError::NotAllowed(_)) => Ok(Outcome::Done),
+            Err(ChangeError::Db(e)) => Err(e),
+        }
+    }
+
+    fn payout_request(w: &wdb::Withdrawal) -> PayoutRequest {
+        PayoutRequest {
+            idempotency_key: payout_key(w.id),
+            currency: w.currency.clone(),
+            network: w.network.clone(),
+            amount: w.amount,
+            address: w.address.clone(),
+            tag: w.tag.clone(),
+        }
+    }
+
+    async fn submit_payout(&self, job: &Job) -> Result<Outcome, DbError> {
+        let Some(w) = self.withdrawal(job).await? else {
+            return Ok(Outcome::Dead("withdrawal not found".into()));
+        };
+        if w.status != Status::Approved {
+            return Ok(Outcome::Done);
+        }
+        let now = self.state.now();
+        match self.state.payout.submit(&Self::payout_request(&w), now).await {
+            Ok(PayoutState::InFlight { txid, check_at }) => {
+                self.apply(&w, Event::PayoutSubmitted, "submitted to the payout rail", None, Some(&txid), Some(check_at))
+                    .await
+            }
+            Ok(PayoutState::Confirmed { txid }) => {
+                self.apply(&w, Event::PayoutSubmitted, "submitted to the payout rail", None, Some(&txid), Some(now))
+                    .await
+            }
+            Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
+                let error = format!("Payout failed: {reason}");
+                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None).await
+            }
+            Err(PayoutError::Transient(e)) => Ok(Outcome::Retry {
+                at: now + self.backoff(job.attempts, MINUTE_MS * 5),
+                error: Some(e),
+                counts: true,
+            }),
+        }
+    }
+
+    async fn check_payout(&self, job: &Job) -> Result<Outcome, DbError> {
+        let Some(w) = self.withdrawal(job).await? else {
+            return Ok(Outcome::Dead("withdrawal not found".into()));
+        };
+        if w.status != Status::Processing {
+            return Ok(Outcome::Done);
+        }
+        let now = self.state.now();
+        match self.state.payout.status(&payout_key(w.id), now).await {
+            Ok(PayoutState::InFlight { check_at, .. }) => Ok(Outcome::Retry {
+                at: check_at.max(now + 100),
+                error: None,
+                counts: false,
+            }),
+            Ok(PayoutState::Confirmed { txid }) => {
+                self.apply(&w, Event::PayoutConfirmed, "confirmed by the payout rail", None, Some(&txid), None)
+                    .await
+            }
+            Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
+                let error = format!("Payout failed: {reason}");
+                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None).await
+            }
+            Err(PayoutError::Transient(e)) => Ok(Outcome::Retry {
+                at: now + self.backoff(job.attempts, MINUTE_MS * 5),
+                error: Some(e),
+                counts: true,
+            }),
+        }
+    }
+
+    async fn deliver_callback(&self, job: &Job) -> Result<Outcome, DbError> {
+        let Ok(cb) = serde_json::from_str::<CallbackJob>(&job.payload) else {
+            return Ok(Outcome::Dead("malformed callback job".into()));
+        };
+        let Some(project_id) = job.project_id.as_deref() else {
+            return Ok(Outcome::Dead("callback without project".into()));
+        };
+        let Some(project) = projects::get(&self.state.db, project_id).await? else {
+            return Ok(Outcome::Dead("project not found".into()));
+        };
+        let Some(url) = project.callback_url.clone() else {
+            // Nothing to deliver to: the merchant has not set a callback URL.
+            return Ok(Outcome::Done);
+        };
+        let key = &self.state.master_key;
+        let secret = projects::signing_secret_enc(&self.state.db, project_id)
+            .await?
+            .and_then(|s| key.decrypt(&s).ok());
+        let whsec = key.decrypt(&project.webhook_secret_enc).ok();
+        let (Some(secret), Some(whsec)) = (secret, whsec) else {
+            return Ok(Outcome::Dead("signing secrets unavailable (no active API key, or wrong master key)".into()));
+        };
+        let now = self.state.now();
+        let headers = match signed_headers(&cb, &secret, &whsec, now) {
+            Ok(h) => h,
+            Err(e) => return Ok(Outcome::Dead(e.to_string())),
+        };
+        let mut req = self
+            .state
+            .http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("User-Agent", concat!("Countersign/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let started = Instant::now();
+        let result = req.body(cb.body.clone()).send().await;
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let (code, error) = match &result {
+            Ok(resp) if resp.status().is_success() => (Some(i64::from(resp.status().as_u16())), None),
+            Ok(resp) => (
+                Some(i64::from(resp.status().as_u16())),
+                Some(format!("receiver answered HTTP {}", resp.status().as_u16())),
+            ),
+            Err(e) => (None, Some(describe_reqwest(e))),
+        };
+        jobs::record_attempt(
+            &self.state.db,
+            &Attempt {
+                job_id: job.id,
+                attempt: job.attempts,
+                attempted_at: now,
+                status_code: code,
+                error: error.as_deref(),
+                duration_ms,
+            },
+        )
+        .await?;
+        let Some(error) = error else {
+            return Ok(Outcome::Done);
+        };
+        let next = self.state.now() + self.backoff(job.attempts, i64::MAX);
+        if job.deadline.is_some_and(|d| next > d) {
+            return Ok(Outcome::Dead(format!("gave up after {} attempts: {error}", job.attempts)));
+        }
+        Ok(Outcome::Retry {
+            at: next,
+            error: Some(error),
+            counts: true,
+        })
+    }
+}
+
+pub fn payout_key(withdrawal_id: i64) -> String {
+    format!("cs-wd-{withdrawal_id}")
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_redirect() {
+        "redirect refused".into()
+    } else {
+        // reqwest's text does not include credentials; URLs here carry none of ours.
+        e.to_string()
+    }
+}
