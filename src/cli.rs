@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "countersign", version, about = "Dual authorization for crypto withdrawals")]
+#[command(
+    name = "countersign",
+    version,
+    about = "Dual authorization for crypto withdrawals"
+)]
 pub struct Cli {
     /// TOML configuration file (default: ./countersign.toml if present).
     #[arg(long, global = true)]

@@ -129,7 +129,10 @@ pub fn standard_webhook_signature(
     mac.update(timestamp_secs.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// A new Standard Webhooks secret: `whsec_` + base64 of 32 random bytes.
@@ -156,14 +159,24 @@ mod tests {
     fn hmac_sha512_known_answer() {
         // RFC 4231 test case 2.
         let sig = hmac_sha512_hex(b"Jefe", b"what do ya want for nothing?");
-        assert!(sig.starts_with("164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"));
-        assert!(verify_hmac_sha512_hex(b"Jefe", b"what do ya want for nothing?", &sig));
+        assert!(
+            sig.starts_with("164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554")
+        );
+        assert!(verify_hmac_sha512_hex(
+            b"Jefe",
+            b"what do ya want for nothing?",
+            &sig
+        ));
         assert!(verify_hmac_sha512_hex(
             b"Jefe",
             b"what do ya want for nothing?",
             &sig.to_uppercase()
         ));
-        assert!(!verify_hmac_sha512_hex(b"Jefe", b"what do ya want for nothing!", &sig));
+        assert!(!verify_hmac_sha512_hex(
+            b"Jefe",
+            b"what do ya want for nothing!",
+            &sig
+        ));
         assert!(!verify_hmac_sha512_hex(b"Jefe", b"x", "not hex"));
     }
 

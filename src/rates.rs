@@ -27,7 +27,11 @@ impl Rates {
             let v = parse_decimal(value)
                 .ok()
                 .filter(|v| *v > Decimal::ZERO)
-                .ok_or_else(|| RateError(format!("rates.table.{code} must be a positive decimal string")))?;
+                .ok_or_else(|| {
+                    RateError(format!(
+                        "rates.table.{code} must be a positive decimal string"
+                    ))
+                })?;
             values.insert(c, v);
         }
         values.insert(reference, Decimal::ONE);
@@ -63,7 +67,8 @@ mod tests {
         assert_eq!(r.rate(Currency::Eur, Currency::Eur), Some(Decimal::ONE));
         // 1 EUR in USD = 1 / 0.92
         assert_eq!(
-            r.convert(Decimal::ONE, Currency::Eur, Currency::Usd).unwrap(),
+            r.convert(Decimal::ONE, Currency::Eur, Currency::Usd)
+                .unwrap(),
             Decimal::new(108695652, 8)
         );
     }

@@ -39,10 +39,12 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     if path.exists() {
         let hex = std::fs::read_to_string(&path)
             .with_context(|| format!("reading master key file {}", path.display()))?;
-        return MasterKey::from_hex(&hex).with_context(|| format!("master key in {}", path.display()));
+        return MasterKey::from_hex(&hex)
+            .with_context(|| format!("master key in {}", path.display()));
     }
     let hex = MasterKey::generate_hex()?;
-    write_private(&path, &hex).with_context(|| format!("writing master key to {}", path.display()))?;
+    write_private(&path, &hex)
+        .with_context(|| format!("writing master key to {}", path.display()))?;
     tracing::warn!(
         path = %path.display(),
         "no COUNTERSIGN_SECRET_KEY set: generated a master key and stored it in this file (mode 0600). \
@@ -205,6 +207,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.db.ping().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "database unreachable"}))
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "database unreachable"}))
     }
 }

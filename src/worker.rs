@@ -190,18 +190,38 @@ impl Worker {
             return Ok(Outcome::Done);
         }
         let now = self.state.now();
-        match self.state.payout.submit(&Self::payout_request(&w), now).await {
+        match self
+            .state
+            .payout
+            .submit(&Self::payout_request(&w), now)
+            .await
+        {
             Ok(PayoutState::InFlight { txid, check_at }) => {
-                self.apply(&w, Event::PayoutSubmitted, "submitted to the payout rail", None, Some(&txid), Some(check_at))
-                    .await
+                self.apply(
+                    &w,
+                    Event::PayoutSubmitted,
+                    "submitted to the payout rail",
+                    None,
+                    Some(&txid),
+                    Some(check_at),
+                )
+                .await
             }
             Ok(PayoutState::Confirmed { txid }) => {
-                self.apply(&w, Event::PayoutSubmitted, "submitted to the payout rail", None, Some(&txid), Some(now))
-                    .await
+                self.apply(
+                    &w,
+                    Event::PayoutSubmitted,
+                    "submitted to the payout rail",
+                    None,
+                    Some(&txid),
+                    Some(now),
+                )
+                .await
             }
             Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
                 let error = format!("Payout failed: {reason}");
-                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None).await
+                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None)
+                    .await
             }
             Err(PayoutError::Transient(e)) => Ok(Outcome::Retry {
                 at: now + self.backoff(job.attempts, MINUTE_MS * 5),
@@ -226,12 +246,20 @@ impl Worker {
                 counts: false,
             }),
             Ok(PayoutState::Confirmed { txid }) => {
-                self.apply(&w, Event::PayoutConfirmed, "confirmed by the payout rail", None, Some(&txid), None)
-                    .await
+                self.apply(
+                    &w,
+                    Event::PayoutConfirmed,
+                    "confirmed by the payout rail",
+                    None,
+                    Some(&txid),
+                    None,
+                )
+                .await
             }
             Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
                 let error = format!("Payout failed: {reason}");
-                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None).await
+                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None)
+                    .await
             }
             Err(PayoutError::Transient(e)) => Ok(Outcome::Retry {
                 at: now + self.backoff(job.attempts, MINUTE_MS * 5),
@@ -261,7 +289,9 @@ impl Worker {
             .and_then(|s| key.decrypt(&s).ok());
         let whsec = key.decrypt(&project.webhook_secret_enc).ok();
         let (Some(secret), Some(whsec)) = (secret, whsec) else {
-            return Ok(Outcome::Dead("signing secrets unavailable (no active API key, or wrong master key)".into()));
+            return Ok(Outcome::Dead(
+                "signing secrets unavailable (no active API key, or wrong master key)".into(),
+            ));
         };
         let now = self.state.now();
         let headers = match signed_headers(&cb, &secret, &whsec, now) {
@@ -273,7 +303,10 @@ impl Worker {
             .http
             .post(&url)
             .header("Content-Type", "application/json")
-            .header("User-Agent", concat!("Countersign/", env!("CARGO_PKG_VERSION")));
+            .header(
+                "User-Agent",
+                concat!("Countersign/", env!("CARGO_PKG_VERSION")),
+            );
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -281,7 +314,9 @@ impl Worker {
         let result = req.body(cb.body.clone()).send().await;
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let (code, error) = match &result {
-            Ok(resp) if resp.status().is_success() => (Some(i64::from(resp.status().as_u16())), None),
+            Ok(resp) if resp.status().is_success() => {
+                (Some(i64::from(resp.status().as_u16())), None)
+            }
             Ok(resp) => (
                 Some(i64::from(resp.status().as_u16())),
                 Some(format!("receiver answered HTTP {}", resp.status().as_u16())),
@@ -305,7 +340,10 @@ impl Worker {
         };
         let next = self.state.now() + self.backoff(job.attempts, i64::MAX);
         if job.deadline.is_some_and(|d| next > d) {
-            return Ok(Outcome::Dead(format!("gave up after {} attempts: {error}", job.attempts)));
+            return Ok(Outcome::Dead(format!(
+                "gave up after {} attempts: {error}",
+                job.attempts
+            )));
         }
         Ok(Outcome::Retry {
             at: next,

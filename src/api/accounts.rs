@@ -30,7 +30,9 @@ pub async fn list(
     let lines = balances::list(&state.db, &caller.project.id).await?;
     let data: Vec<Value> = Currency::ALL
         .into_iter()
-        .filter(|c| c.kind() == CurrencyKind::Crypto || lines.iter().any(|l| l.currency == c.code()))
+        .filter(|c| {
+            c.kind() == CurrencyKind::Crypto || lines.iter().any(|l| l.currency == c.code())
+        })
         .map(|c| {
             let line = lines.iter().find(|l| l.currency == c.code());
             json!({

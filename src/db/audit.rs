@@ -122,10 +122,15 @@ pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError>
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Intact { records: i64 },
+    Intact {
+        records: i64,
+    },
     /// The first record (by sequence number) whose hash or link does not hold, or the first
     /// missing sequence number.
-    Broken { seq: i64, reason: String },
+    Broken {
+        seq: i64,
+        reason: String,
+    },
 }
 
 pub async fn verify(db: &Db, project_id: &str) -> Result<Verdict, DbError> {

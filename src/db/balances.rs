@@ -71,7 +71,12 @@ pub async fn lock(
 }
 
 /// Creates a zero balance row if there is none (for credits).
-pub async fn ensure(tx: &mut Tx, project_id: &str, currency: &str, now: i64) -> Result<(), DbError> {
+pub async fn ensure(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    now: i64,
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO balances (project_id, currency, available, held, version, updated_at)
          VALUES ($1, $2, '0', '0', 0, $3) ON CONFLICT (project_id, currency) DO NOTHING",
@@ -106,7 +111,10 @@ pub async fn apply(
     if available < Decimal::ZERO || held < Decimal::ZERO {
         return Err(BalanceError::Insufficient);
     }
-    let (available_s, held_s) = (available.normalize().to_string(), held.normalize().to_string());
+    let (available_s, held_s) = (
+        available.normalize().to_string(),
+        held.normalize().to_string(),
+    );
     let r = sqlx::query(
         "UPDATE balances SET available = $1, held = $2, version = version + 1, updated_at = $3
          WHERE project_id = $4 AND currency = $5 AND version = $6",

@@ -215,6 +215,8 @@ pub struct Delivery {
     pub attempts: Vec<AttemptRow>,
     pub last_error: Option<String>,
     pub payload: String,
+    /// A worker holds it right now.
+    pub leased: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -232,7 +234,7 @@ pub async fn deliveries_for_withdrawal(
     kind: JobKind,
 ) -> Result<Vec<Delivery>, DbError> {
     let jobs = sqlx::query(
-        "SELECT id, kind, status, last_error, payload FROM jobs WHERE withdrawal_id = $1 AND kind = $2 ORDER BY id",
+        "SELECT id, kind, status, last_error, payload, lease_owner FROM jobs WHERE withdrawal_id = $1 AND kind = $2 ORDER BY id",
     )
     .bind(withdrawal_id)
     .bind(kind.as_str())
@@ -266,6 +268,7 @@ pub async fn deliveries_for_withdrawal(
             attempts,
             last_error: j.try_get("last_error")?,
             payload: j.try_get("payload")?,
+            leased: j.try_get::<Option<String>, _>("lease_owner")?.is_some(),
         });
     }
     Ok(out)

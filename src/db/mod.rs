@@ -157,7 +157,11 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self.engine {
             Engine::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.write).await?,
-            Engine::Postgres => sqlx::migrate!("migrations/postgres").run(&self.write).await?,
+            Engine::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.write)
+                    .await?
+            }
         }
         Ok(())
     }

@@ -14,8 +14,7 @@ pub struct Project {
     pub withdrawal_confirmation: bool,
 }
 
-const PROJECT_COLUMNS: &str =
-    "p.id, p.name, p.primary_email, p.base_currency, p.callback_url, p.webhook_secret_enc, p.withdrawal_confirmation";
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.primary_email, p.base_currency, p.callback_url, p.webhook_secret_enc, p.withdrawal_confirmation";
 
 fn project_from_row(row: &sqlx::any::AnyRow) -> Result<Project, DbError> {
     Ok(Project {

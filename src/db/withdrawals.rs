@@ -137,7 +137,8 @@ pub async fn by_foreign_id(
     project_id: &str,
     foreign_id: &str,
 ) -> Result<Option<Withdrawal>, DbError> {
-    let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE project_id = $1 AND foreign_id = $2");
+    let sql =
+        format!("SELECT {COLUMNS} FROM withdrawals WHERE project_id = $1 AND foreign_id = $2");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(foreign_id)

@@ -154,13 +154,13 @@ impl Currency {
     pub fn min_withdrawal(self) -> Decimal {
         // Decimal::new(mantissa, scale)
         match self {
-            Currency::Btc => Decimal::new(1, 4),   // 0.0001
-            Currency::Ltc => Decimal::new(1, 3),   // 0.001
-            Currency::Eth => Decimal::new(1, 3),   // 0.001
+            Currency::Btc => Decimal::new(1, 4),    // 0.0001
+            Currency::Ltc => Decimal::new(1, 3),    // 0.001
+            Currency::Eth => Decimal::new(1, 3),    // 0.001
             Currency::Usdte => Decimal::new(10, 0), // gas makes small ERC-20 payouts pointless
             Currency::Usdtt => Decimal::new(1, 0),
             Currency::Trx => Decimal::new(1, 0),
-            Currency::Ton => Decimal::new(1, 1),   // 0.1
+            Currency::Ton => Decimal::new(1, 1), // 0.1
             Currency::Sbx => Decimal::new(1, 8),
             Currency::Eur | Currency::Usd => Decimal::new(1, 2),
         }
@@ -299,7 +299,9 @@ mod tests {
     fn parses_plain_decimals_only() {
         assert_eq!(parse_decimal("0.01").unwrap(), Decimal::new(1, 2));
         assert_eq!(parse_decimal("10").unwrap(), Decimal::new(10, 0));
-        for bad in ["", ".", "1.", ".5", "-1", "+1", "1e5", " 1", "1,5", "0x10", "1.2.3", "NaN"] {
+        for bad in [
+            "", ".", "1.", ".5", "-1", "+1", "1e5", " 1", "1,5", "0x10", "1.2.3", "NaN",
+        ] {
             assert_eq!(parse_decimal(bad), Err(DecimalError::Malformed), "{bad:?}");
         }
         assert_eq!(
@@ -318,7 +320,10 @@ mod tests {
         // Trailing zeros beyond the scale carry no value and are accepted.
         assert!(Amount::parse(Currency::Trx, "1.0000000000").is_ok());
         assert!(Amount::parse(Currency::Eth, "0.000000000000000001").is_ok());
-        assert_eq!(Amount::parse(Currency::Btc, "0"), Err(AmountError::NotPositive));
+        assert_eq!(
+            Amount::parse(Currency::Btc, "0"),
+            Err(AmountError::NotPositive)
+        );
         assert_eq!(
             Amount::parse(Currency::Btc, "0.01").unwrap().to_canonical(),
             "0.01000000"
@@ -328,8 +333,16 @@ mod tests {
     #[test]
     fn minimums() {
         let a = Amount::parse(Currency::Btc, "0.00001").unwrap();
-        assert!(matches!(a.check_min_withdrawal(), Err(AmountError::TooLow { .. })));
-        assert!(Amount::parse(Currency::Btc, "0.0001").unwrap().check_min_withdrawal().is_ok());
+        assert!(matches!(
+            a.check_min_withdrawal(),
+            Err(AmountError::TooLow { .. })
+        ));
+        assert!(
+            Amount::parse(Currency::Btc, "0.0001")
+                .unwrap()
+                .check_min_withdrawal()
+                .is_ok()
+        );
     }
 
     #[test]

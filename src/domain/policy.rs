@@ -225,7 +225,10 @@ mod tests {
         assert!(r.owner_required);
         assert!(matches!(
             r.reasons[0],
-            HoldReason::Limit { window: Window::PerOperation, .. }
+            HoldReason::Limit {
+                window: Window::PerOperation,
+                ..
+            }
         ));
 
         let mut i = input(1, 500);
@@ -236,13 +239,18 @@ mod tests {
             .reasons
             .iter()
             .filter_map(|h| match h {
-                HoldReason::Limit { window, would_be, .. } => Some((*window, would_be.clone())),
+                HoldReason::Limit {
+                    window, would_be, ..
+                } => Some((*window, would_be.clone())),
                 _ => None,
             })
             .collect();
         assert_eq!(
             windows,
-            vec![(Window::PerHour, "5100".into()), (Window::PerDay, "10100".into())]
+            vec![
+                (Window::PerHour, "5100".into()),
+                (Window::PerDay, "10100".into())
+            ]
         );
     }
 

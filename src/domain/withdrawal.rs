@@ -45,7 +45,10 @@ impl Status {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Confirmed | Status::Declined | Status::Cancelled)
+        matches!(
+            self,
+            Status::Confirmed | Status::Declined | Status::Cancelled
+        )
     }
 
     /// What the merchant sees: the seeds know `pending`, `processing`, `confirmed`,
@@ -106,9 +109,7 @@ pub fn transition(from: Status, event: Event) -> Result<(Status, FundsEffect), T
         (Pending, Decline) => (Declined, FundsEffect::Release),
         (Pending, Cancel) | (Pending, Expire) => (Cancelled, FundsEffect::Release),
         (Approved, PayoutSubmitted) => (Processing, FundsEffect::None),
-        (Approved, PayoutFailed) | (Processing, PayoutFailed) => {
-            (Cancelled, FundsEffect::Release)
-        }
+        (Approved, PayoutFailed) | (Processing, PayoutFailed) => (Cancelled, FundsEffect::Release),
         (Processing, PayoutConfirmed) => (Confirmed, FundsEffect::Debit),
         _ => {
             return Err(TransitionError {
@@ -266,7 +267,10 @@ fn text_field(
         None | Some(Value::Null) => Some(None),
         Some(Value::String(s)) => {
             if s.chars().count() > MAX_TEXT {
-                errors.insert(name.into(), format!("must be at most {MAX_TEXT} characters"));
+                errors.insert(
+                    name.into(),
+                    format!("must be at most {MAX_TEXT} characters"),
+                );
                 None
             } else if s.chars().any(char::is_control) {
                 errors.insert(name.into(), "must not contain control characters".into());
@@ -285,11 +289,7 @@ fn text_field(
     }
 }
 
-fn required_text(
-    obj: &Map<String, Value>,
-    name: &str,
-    errors: &mut FieldErrors,
-) -> Option<String> {
+fn required_text(obj: &Map<String, Value>, name: &str, errors: &mut FieldErrors) -> Option<String> {
     match text_field(obj, name, errors) {
         Some(Some(s)) => Some(s),
         Some(None) => {
@@ -300,11 +300,7 @@ fn required_text(
     }
 }
 
-fn optional_text(
-    obj: &Map<String, Value>,
-    name: &str,
-    errors: &mut FieldErrors,
-) -> Option<String> {
+fn optional_text(obj: &Map<String, Value>, name: &str, errors: &mut FieldErrors) -> Option<String> {
     text_field(obj, name, errors).flatten()
 }
 
@@ -381,7 +377,10 @@ mod tests {
         assert_eq!(code(json!({"amount": "0"})), "invalid_amount");
         assert_eq!(code(json!({"amount": "0.000000001"})), "invalid_amount");
         assert_eq!(code(json!({"amount": "1e9"})), "invalid_amount");
-        assert_eq!(code(json!({"amount": "99999999999999999999999999999999"})), "invalid_amount");
+        assert_eq!(
+            code(json!({"amount": "99999999999999999999999999999999"})),
+            "invalid_amount"
+        );
         assert_eq!(code(json!({"amount": "0.00001"})), "amount_too_low");
         assert_eq!(
             code(json!({"address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"})),
@@ -391,11 +390,15 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_formatting_of_the_same_amount() {
-        let a = parse(json!({"foreign_id": "a", "currency": "btc", "amount": "0.01",
-            "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"}))
+        let a = parse(
+            json!({"foreign_id": "a", "currency": "btc", "amount": "0.01",
+            "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"}),
+        )
         .unwrap();
-        let b = parse(json!({"foreign_id": "a", "currency": "BTC", "amount": "0.010",
-            "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"}))
+        let b = parse(
+            json!({"foreign_id": "a", "currency": "BTC", "amount": "0.010",
+            "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"}),
+        )
         .unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
     }

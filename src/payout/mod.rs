@@ -20,9 +20,16 @@ pub struct PayoutRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayoutState {
     /// On its way; ask again at (epoch ms).
-    InFlight { txid: String, check_at: i64 },
-    Confirmed { txid: String },
-    Failed { reason: String },
+    InFlight {
+        txid: String,
+        check_at: i64,
+    },
+    Confirmed {
+        txid: String,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

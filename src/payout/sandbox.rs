@@ -30,7 +30,10 @@ impl SandboxProvider {
                 reason: "sandbox rail rejected the destination address".into(),
             },
             _ if now >= due => PayoutState::Confirmed { txid },
-            _ => PayoutState::InFlight { txid, check_at: due },
+            _ => PayoutState::InFlight {
+                txid,
+                check_at: due,
+            },
         }
     }
 }

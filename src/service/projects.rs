@@ -57,14 +57,19 @@ pub async fn create(
 ) -> Result<ProjectCredentials, ProjectError> {
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ProjectError::Invalid("name must be 1 to 100 characters".into()));
+        return Err(ProjectError::Invalid(
+            "name must be 1 to 100 characters".into(),
+        ));
     }
     let email = input.primary_email.trim();
     if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
-        return Err(ProjectError::Invalid(format!("{email:?} is not an email address")));
+        return Err(ProjectError::Invalid(format!(
+            "{email:?} is not an email address"
+        )));
     }
-    let base = Currency::parse(input.base_currency)
-        .ok_or_else(|| ProjectError::Invalid(format!("unknown base currency {}", input.base_currency)))?;
+    let base = Currency::parse(input.base_currency).ok_or_else(|| {
+        ProjectError::Invalid(format!("unknown base currency {}", input.base_currency))
+    })?;
     if let Some(u) = input.callback_url {
         check_callback_url(u)?;
     }
@@ -144,7 +149,9 @@ pub async fn credit(
     now: i64,
 ) -> Result<Decimal, ProjectError> {
     if amount <= Decimal::ZERO {
-        return Err(ProjectError::Invalid("amount must be greater than zero".into()));
+        return Err(ProjectError::Invalid(
+            "amount must be greater than zero".into(),
+        ));
     }
     if amount.normalize().scale() > currency.scale() {
         return Err(ProjectError::Invalid(format!(
@@ -210,7 +217,9 @@ pub async fn set_limits(
         .flatten()
     {
         if v <= Decimal::ZERO {
-            return Err(ProjectError::Invalid("limits must be greater than zero".into()));
+            return Err(ProjectError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
         }
     }
     let code = currency.map_or(limits::DEFAULT_CURRENCY, Currency::code);

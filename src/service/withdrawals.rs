@@ -153,8 +153,24 @@ pub async fn create(
         amount: u.amount + amount,
         base_amount: u.base_amount + base_value,
     };
-    limits::put_usage(&mut tx, &project.id, scope, currency.code(), &hour, add(used_hour)).await?;
-    limits::put_usage(&mut tx, &project.id, scope, currency.code(), &day, add(used_day)).await?;
+    limits::put_usage(
+        &mut tx,
+        &project.id,
+        scope,
+        currency.code(),
+        &hour,
+        add(used_hour),
+    )
+    .await?;
+    limits::put_usage(
+        &mut tx,
+        &project.id,
+        scope,
+        currency.code(),
+        &day,
+        add(used_day),
+    )
+    .await?;
     let note = w
         .requirement
         .reasons
@@ -162,8 +178,17 @@ pub async fn create(
         .map(|r| r.describe())
         .collect::<Vec<_>>()
         .join("; ");
-    wdb::add_event(&mut tx, w.id, None, status, initiator.kind(), initiator.id(), &note, now)
-        .await?;
+    wdb::add_event(
+        &mut tx,
+        w.id,
+        None,
+        status,
+        initiator.kind(),
+        initiator.id(),
+        &note,
+        now,
+    )
+    .await?;
     queue_effects(&mut tx, state, &w, now).await?;
     audit::append(
         &mut tx,
@@ -293,8 +318,14 @@ async fn decided(state: &AppState, id: i64) -> Result<ChangeError, DbError> {
     let last = wdb::events(&state.db, id).await?.pop();
     Ok(ChangeError::NotAllowed(Decided {
         status: w.status,
-        actor_kind: last.as_ref().map(|e| e.actor_kind.clone()).unwrap_or_default(),
-        actor_id: last.as_ref().map(|e| e.actor_id.clone()).unwrap_or_default(),
+        actor_kind: last
+            .as_ref()
+            .map(|e| e.actor_kind.clone())
+            .unwrap_or_default(),
+        actor_id: last
+            .as_ref()
+            .map(|e| e.actor_id.clone())
+            .unwrap_or_default(),
         at: last.map_or(w.updated_at, |e| e.created_at),
     }))
 }
@@ -330,7 +361,14 @@ pub async fn change(
                 LedgerKind::Release
             };
             balances::apply(
-                &mut tx, &w.project_id, &w.currency, balance, kind, held, Some(w.id), now,
+                &mut tx,
+                &w.project_id,
+                &w.currency,
+                balance,
+                kind,
+                held,
+                Some(w.id),
+                now,
             )
             .await?;
             if effect == FundsEffect::Release {
@@ -347,7 +385,10 @@ pub async fn change(
         (_, None) => {
             return Err(ChangeError::Db(crate::db::corrupt(
                 "balances",
-                format!("{}/{} missing for held withdrawal", w.project_id, w.currency),
+                format!(
+                    "{}/{} missing for held withdrawal",
+                    w.project_id, w.currency
+                ),
             )));
         }
     }

@@ -1,1 +1,11 @@
-fn main(){}
+//! All integration tests, one binary (see STYLE.md). Each test starts the real application on
+//! port 0 with its own fresh database: SQLite by default, PostgreSQL when
+//! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
+
+mod auth;
+mod callbacks;
+mod cli;
+mod concurrency;
+mod helpers;
+mod validation;
+mod withdrawals;

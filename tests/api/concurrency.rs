@@ -1,0 +1,178 @@
+use crate::helpers::{BTC_ADDR, spawn_app};
+use countersign::db::audit::{Actor, Origin};
+use countersign::db::{balances, withdrawals as wdb};
+use countersign::domain::withdrawal::Event;
+use countersign::service::withdrawals::{self as svc, Change};
+use serde_json::json;
+use std::sync::Arc;
+
+#[tokio::test]
+async fn fifty_identical_requests_make_one_withdrawal_and_identical_answers() {
+    let app = Arc::new(spawn_app().await);
+    app.credit("BTC", "1").await;
+    let body =
+        json!({"foreign_id": "race", "currency": "BTC", "amount": "0.01", "address": BTC_ADDR});
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move { app.post_json("/withdrawal/crypto", &body).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "answers differ: {answers:?}"
+    );
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(app.count("withdrawals").await, 1);
+    app.wait_for_status("race", "confirmed").await;
+    assert_eq!(
+        app.balance("BTC").await,
+        ("0.99000000".into(), "0.00000000".into())
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_withdrawals_racing_for_a_balance_that_covers_ten() {
+    let app = Arc::new(spawn_app().await);
+    app.credit("SBX", "10").await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.withdraw(&format!("r{i}"), "SBX", "1", "sbx_wallet_1")
+                    .await
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (code, v) = t.await.unwrap();
+        match code {
+            200 => ok += 1,
+            400 if v["error_code"] == "balance_not_enough" => refused += 1,
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!((ok, refused), (10, 90));
+    assert_eq!(app.count("withdrawals").await, 10);
+    let (available, _) = app.balance("SBX").await;
+    assert_eq!(available, "0.00000000");
+    assert!(
+        balances::reconcile(&app.state.db, app.project_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn cancel_racing_approval_and_expiry_has_exactly_one_outcome() {
+    let app = Arc::new(spawn_app().await);
+    app.credit("BTC", "100").await;
+    for round in 0..8 {
+        let fid = format!("c{round}");
+        let (_, v) = app.withdraw(&fid, "BTC", "0.5", BTC_ADDR).await;
+        assert_eq!(v["data"]["status"], "pending");
+        let w = wdb::by_foreign_id(&app.state.db, app.project_id(), &fid)
+            .await
+            .unwrap()
+            .unwrap();
+        let cancel = {
+            let (app, fid) = (app.clone(), fid.clone());
+            tokio::spawn(async move {
+                app.post_json("/withdrawal/cancel", &json!({"foreign_id": fid}))
+                    .await
+                    .0
+            })
+        };
+        let approve = {
+            let (app, w) = (app.clone(), w.clone());
+            tokio::spawn(async move {
+                svc::change(
+                    &app.state,
+                    &w,
+                    Change {
+                        event: Event::ApprovalsMet,
+                        actor: &Actor::User("owner-2".into()),
+                        note: "approved",
+                        error: None,
+                        txid: None,
+                        check_at: None,
+                        origin: &Origin::default(),
+                    },
+                )
+                .await
+                .is_ok()
+            })
+        };
+        let expire = {
+            let (app, w) = (app.clone(), w.clone());
+            tokio::spawn(async move {
+                svc::change(
+                    &app.state,
+                    &w,
+                    Change {
+                        event: Event::Expire,
+                        actor: &Actor::System,
+                        note: "expired",
+                        error: Some("Expired"),
+                        txid: None,
+                        check_at: None,
+                        origin: &Origin::default(),
+                    },
+                )
+                .await
+                .is_ok()
+            })
+        };
+        let cancelled = cancel.await.unwrap() == 200;
+        let approved = approve.await.unwrap();
+        let expired = expire.await.unwrap();
+        assert_eq!(
+            [cancelled, approved, expired]
+                .iter()
+                .filter(|x| **x)
+                .count(),
+            1,
+            "round {round}"
+        );
+        let key = format!("cs-wd-{}", w.id);
+        if approved {
+            app.wait_for_status(&fid, "confirmed").await;
+            assert_eq!(app.state.payout.submissions(&key).await.unwrap(), 1);
+        } else {
+            let v = app.status_of(&fid).await;
+            assert_eq!(v["status"], "cancelled");
+            assert_eq!(
+                v["error"],
+                if expired {
+                    "Expired"
+                } else {
+                    "Cancelled by merchant"
+                }
+            );
+            assert_eq!(app.state.payout.submissions(&key).await.unwrap(), 0);
+        }
+        // Exactly one status change after creation is recorded.
+        let events = wdb::events(&app.state.db, w.id).await.unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.from_status.as_deref() == Some("pending"))
+                .count(),
+            1
+        );
+    }
+    assert!(
+        balances::reconcile(&app.state.db, app.project_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (_, held) = app.balance("BTC").await;
+    assert_eq!(held, "0.00000000");
+}

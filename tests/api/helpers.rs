@@ -1,0 +1,371 @@
+//! Test harness: the real application on port 0 with a fresh database per test (SQLite, or
+//! PostgreSQL when `CS_TEST_POSTGRES_URL` is set), a settable clock, and a local HTTP
+//! server standing in for the merchant's callback receiver.
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use countersign::clock::{Clock, ManualClock};
+use countersign::config::Settings;
+use countersign::service::projects::{self as psvc, NewProjectInput, ProjectCredentials};
+use countersign::startup::Application;
+use countersign::state::AppState;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha512;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BTC_ADDR: &str = "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm";
+
+pub fn random_suffix() -> String {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).expect("random");
+    hex::encode(b)
+}
+
+/// A fresh database URL for one test.
+pub async fn fresh_database_url() -> String {
+    match std::env::var("CS_TEST_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            use sqlx::Executor;
+            sqlx::any::install_default_drivers();
+            let name = format!("cs_test_{}", random_suffix());
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to the PostgreSQL test server");
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin).expect("postgres url");
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("countersign-tests");
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.join(format!("{}.db", random_suffix())).display()
+            )
+        }
+    }
+}
+
+pub fn test_settings(database_url: String) -> Settings {
+    let mut s = Settings::default();
+    s.database_url = database_url;
+    s.listen = "127.0.0.1:0".into();
+    s.secret_key = Some(hex::encode([7u8; 32]).into());
+    s.log = std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into());
+    s.worker.poll_interval_ms = 20;
+    s.database_max_connections = 4;
+    s.sandbox.confirm_delay_secs = 0;
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    pub creds: ProjectCredentials,
+    pub settings: Settings,
+    /// When the test app started, by its clock (seconds).
+    pub created_at_secs: i64,
+    handle: actix_web::dev::ServerHandle,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(fresh_database_url().await);
+    tweak(&mut settings);
+    countersign::telemetry::init(&settings.log, "text");
+    let clock = ManualClock::default();
+    let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let handle = app.handle();
+    // The server runs on its own thread and runtime so that dropping the TestApp can stop it
+    // (its worker threads hold the connection pool) after the test's runtime is gone.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let _ = rt.block_on(app.run_until_stopped());
+    });
+    let creds = psvc::create(
+        &state.db,
+        &state.master_key,
+        &NewProjectInput {
+            name: "Acme Casino",
+            primary_email: "finance@acme.test",
+            base_currency: "EUR",
+            callback_url: None,
+        },
+        clock.now_ms(),
+    )
+    .await
+    .expect("create project");
+    let created_at_secs = clock.now_ms() / 1000;
+    TestApp {
+        base,
+        state,
+        clock,
+        http: reqwest::Client::new(),
+        creds,
+        created_at_secs,
+        settings,
+        handle,
+    }
+}
+
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn project_id(&self) -> &str {
+        &self.creds.project_id
+    }
+
+    /// POST a signed body to `/api/v2{path}`.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v2{path}")))
+            .header("X-Processing-Key", &self.creds.api_key)
+            .header(
+                "X-Processing-Signature",
+                sign(&self.creds.api_secret, body.as_bytes()),
+            )
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST a signed JSON body and return (status, json).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.post(path, &body.to_string()).await;
+        let status = r.status().as_u16();
+        let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub async fn credit(&self, currency: &str, amount: &str) {
+        let c = countersign::domain::money::Currency::parse(currency).expect("currency");
+        psvc::credit(
+            &self.state.db,
+            self.project_id(),
+            c,
+            amount.parse().expect("amount"),
+            &countersign::db::audit::Actor::Cli,
+            self.clock.now_ms(),
+        )
+        .await
+        .expect("credit");
+    }
+
+    pub async fn set_callback(&self, url: &str) {
+        countersign::db::projects::set_callback_url(&self.state.db, self.project_id(), Some(url))
+            .await
+            .expect("set callback");
+    }
+
+    pub async fn withdraw(
+        &self,
+        foreign_id: &str,
+        currency: &str,
+        amount: &str,
+        address: &str,
+    ) -> (u16, Value) {
+        self.post_json(
+            "/withdrawal/crypto",
+            &serde_json::json!({"foreign_id": foreign_id, "currency": currency, "amount": amount, "address": address}),
+        )
+        .await
+    }
+
+    pub async fn status_of(&self, foreign_id: &str) -> Value {
+        let (code, v) = self
+            .post_json(
+                "/withdrawal/status",
+                &serde_json::json!({"foreign_id": foreign_id}),
+            )
+            .await;
+        assert_eq!(code, 200, "status of {foreign_id}: {v}");
+        v["data"].clone()
+    }
+
+    /// Waits until the withdrawal reaches `status` (merchant view), or fails after 15 s.
+    pub async fn wait_for_status(&self, foreign_id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..750 {
+            last = self.status_of(foreign_id).await;
+            if last["status"] == status {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{foreign_id} never reached {status}; last seen {last}");
+    }
+
+    /// (available, held) of a currency from `accounts/list`.
+    pub async fn balance(&self, currency: &str) -> (String, String) {
+        let (code, v) = self
+            .post_json("/accounts/list", &serde_json::json!({}))
+            .await;
+        assert_eq!(code, 200);
+        let line = v["data"]
+            .as_array()
+            .expect("data array")
+            .iter()
+            .find(|l| l["currency"] == currency)
+            .unwrap_or_else(|| panic!("no {currency} in {v}"))
+            .clone();
+        (
+            line["balance"].as_str().expect("balance").to_string(),
+            line["held"].as_str().expect("held").to_string(),
+        )
+    }
+
+    /// Number of rows in a table (to show that a refusal wrote nothing).
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM {table}"
+        )))
+        .fetch_one(self.state.db.reader())
+        .await
+        .expect("count")
+        .try_get::<i64, _>("n")
+        .expect("n")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sends the stop command now; the server thread finishes the shutdown and closes the
+        // pools.
+        let _ = self.handle.stop(false);
+    }
+}
+
+/// Polls `check` until it returns Some, for up to 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..750 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// One request the stand-in receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("callback body is JSON")
+    }
+}
+
+/// A local HTTP server standing in for a merchant's callback receiver (or any webhook
+/// consumer): records every request and answers with a settable status code.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    answer: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let port = listener.local_addr().expect("addr").port();
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let answer = Arc::new(AtomicU16::new(200));
+        let (r, a) = (received.clone(), answer.clone());
+        let server = HttpServer::new(move || {
+            let (r, a) = (r.clone(), a.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (r, a) = (r.clone(), a.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    r.lock().expect("lock").push(Received {
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                    let code = a.load(Ordering::SeqCst);
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(code).expect("status"),
+                    )
+                    .insert_header(("Location", "http://127.0.0.1:9/elsewhere"))
+                    .finish()
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/callbacks"),
+            received,
+            answer,
+        }
+    }
+
+    pub fn answer_with(&self, code: u16) {
+        self.answer.store(code, Ordering::SeqCst);
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// Callbacks whose body has this foreign id, in arrival order.
+    pub fn for_foreign_id(&self, foreign_id: &str) -> Vec<Received> {
+        self.all()
+            .into_iter()
+            .filter(|r| {
+                serde_json::from_str::<Value>(&r.body).is_ok_and(|v| v["foreign_id"] == foreign_id)
+            })
+            .collect()
+    }
+}
