@@ -53,11 +53,13 @@ pub async fn fresh_database_url() -> String {
 }
 
 pub fn test_settings(database_url: String) -> Settings {
-    let mut s = Settings::default();
-    s.database_url = database_url;
-    s.listen = "127.0.0.1:0".into();
-    s.secret_key = Some(hex::encode([7u8; 32]).into());
-    s.log = std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into());
+    let mut s = Settings {
+        database_url,
+        listen: "127.0.0.1:0".into(),
+        secret_key: Some(hex::encode([7u8; 32]).into()),
+        log: std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
+        ..Settings::default()
+    };
     s.worker.poll_interval_ms = 20;
     s.database_max_connections = 4;
     s.sandbox.confirm_delay_secs = 0;
@@ -70,7 +72,6 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub http: reqwest::Client,
     pub creds: ProjectCredentials,
-    pub settings: Settings,
     /// When the test app started, by its clock (seconds).
     pub created_at_secs: i64,
     handle: actix_web::dev::ServerHandle,
@@ -85,7 +86,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     tweak(&mut settings);
     countersign::telemetry::init(&settings.log, "text");
     let clock = ManualClock::default();
-    let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone()))
+    let app = Application::build_with_clock(settings, Arc::new(clock.clone()))
         .await
         .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -121,7 +122,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         http: reqwest::Client::new(),
         creds,
         created_at_secs,
-        settings,
         handle,
     }
 }
@@ -260,7 +260,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // Sends the stop command now; the server thread finishes the shutdown and closes the
         // pools.
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 
