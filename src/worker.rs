@@ -116,8 +116,8 @@ impl Worker {
     async fn run_job(&self, job: &Job) -> Outcome {
         let result = match JobKind::parse(&job.kind) {
             Some(JobKind::Callback) => self.deliver_callback(job).await,
-            Some(JobKind::PayoutSubmit) => self.submit_payout(job).await,
-            Some(JobKind::PayoutCheck) => self.check_payout(job).await,
+            Some(JobKind::PayoutSubmit) => self.advance_payout(job, Status::Approved).await,
+            Some(JobKind::PayoutCheck) => self.advance_payout(job, Status::Processing).await,
             None => Ok(Outcome::Dead(format!("unknown job kind {}", job.kind))),
         };
         result.unwrap_or_else(|e| Outcome::Retry {
@@ -182,79 +182,59 @@ impl Worker {
         }
     }
 
-    async fn submit_payout(&self, job: &Job) -> Result<Outcome, DbError> {
+    /// Moves a payout along: hands it to the rail when `approved`, asks the rail where it
+    /// stands when `processing`, and records what the rail says.
+    async fn advance_payout(&self, job: &Job, expected: Status) -> Result<Outcome, DbError> {
         let Some(w) = self.withdrawal(job).await? else {
             return Ok(Outcome::Dead("withdrawal not found".into()));
         };
-        if w.status != Status::Approved {
+        if w.status != expected {
+            // Someone already moved it on.
             return Ok(Outcome::Done);
         }
         let now = self.state.now();
-        match self
-            .state
-            .payout
-            .submit(&Self::payout_request(&w), now)
-            .await
-        {
-            Ok(PayoutState::InFlight { txid, check_at }) => {
+        let submitting = expected == Status::Approved;
+        let answer = if submitting {
+            self.state
+                .payout
+                .submit(&Self::payout_request(&w), now)
+                .await
+        } else {
+            self.state.payout.status(&payout_key(w.id), now).await
+        };
+        let submitted = "submitted to the payout rail";
+        match answer {
+            Ok(PayoutState::InFlight { txid, check_at }) if submitting => {
                 self.apply(
                     &w,
                     Event::PayoutSubmitted,
-                    "submitted to the payout rail",
+                    submitted,
                     None,
                     Some(&txid),
                     Some(check_at),
                 )
                 .await
             }
-            Ok(PayoutState::Confirmed { txid }) => {
+            Ok(PayoutState::Confirmed { txid }) if submitting => {
                 self.apply(
                     &w,
                     Event::PayoutSubmitted,
-                    "submitted to the payout rail",
+                    submitted,
                     None,
                     Some(&txid),
                     Some(now),
                 )
                 .await
             }
-            Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
-                let error = format!("Payout failed: {reason}");
-                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None)
-                    .await
-            }
-            Err(PayoutError::Transient(e)) => Ok(Outcome::Retry {
-                at: now + self.backoff(job.attempts, MINUTE_MS * 5),
-                error: Some(e),
-                counts: true,
-            }),
-        }
-    }
-
-    async fn check_payout(&self, job: &Job) -> Result<Outcome, DbError> {
-        let Some(w) = self.withdrawal(job).await? else {
-            return Ok(Outcome::Dead("withdrawal not found".into()));
-        };
-        if w.status != Status::Processing {
-            return Ok(Outcome::Done);
-        }
-        let now = self.state.now();
-        match self.state.payout.status(&payout_key(w.id), now).await {
             Ok(PayoutState::InFlight { check_at, .. }) => Ok(Outcome::Retry {
                 at: check_at.max(now + 100),
                 error: None,
                 counts: false,
             }),
             Ok(PayoutState::Confirmed { txid }) => {
-                self.apply(
-                    &w,
-                    Event::PayoutConfirmed,
-                    "confirmed by the payout rail",
-                    None,
-                    Some(&txid),
-                    None,
-                )
-                .await
+                let note = "confirmed by the payout rail";
+                self.apply(&w, Event::PayoutConfirmed, note, None, Some(&txid), None)
+                    .await
             }
             Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
                 let error = format!("Payout failed: {reason}");

@@ -41,27 +41,19 @@ pub fn creation_view(w: &Withdrawal) -> Value {
     })
 }
 
-/// The current state of a withdrawal.
+/// The current state of a withdrawal: the creation view with what has changed since.
 pub fn status_view(w: &Withdrawal) -> Value {
-    json!({
-        "id": w.id,
-        "foreign_id": w.foreign_id,
-        "type": "withdrawal",
-        "status": w.status.merchant_status(),
-        "currency": w.currency,
-        "amount": fmt_amount(w, w.amount),
-        "fee": fmt_amount(w, w.fee),
-        "address": w.address,
-        "tag": w.tag,
-        "end_user_reference": w.end_user_reference,
-        "txid": w.txid,
-        "error": w.error,
-        "approval_required": w.initial_status == Status::Pending,
-        "hold_reasons": reasons(w),
-        "expires_at": w.expires_at.filter(|_| w.status == Status::Pending).map(rfc3339),
-        "created_at": rfc3339(w.created_at),
-        "updated_at": rfc3339(w.updated_at),
-    })
+    let mut v = creation_view(w);
+    v["status"] = json!(w.status.merchant_status());
+    v["txid"] = json!(w.txid);
+    v["error"] = json!(w.error);
+    v["expires_at"] = json!(
+        w.expires_at
+            .filter(|_| w.status == Status::Pending)
+            .map(rfc3339)
+    );
+    v["updated_at"] = json!(rfc3339(w.updated_at));
+    v
 }
 
 pub async fn create(
