@@ -42,6 +42,9 @@ pub enum Command {
     /// Withdrawal limits.
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCmd),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -102,6 +105,32 @@ pub enum LimitsCmd {
         per_hour: Option<String>,
         #[arg(long)]
         per_day: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create an active user with TOTP enrolled; reads the password from standard input and
+    /// prints {"user_id", "totp_secret", "otpauth_url"} (the secret is shown only now).
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["owner", "member"])]
+        role: String,
+        /// Give a member withdrawal rights (owners always have them).
+        #[arg(long)]
+        withdrawal_rights: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Reset a user's two-factor authentication: they enroll again at next sign-in.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -241,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User(cmd) => user_command(settings, cmd).await,
         Command::Audit(AuditCmd::Verify { project }) => {
             let db = open_db(&settings).await?;
             match audit::verify(&db, &project).await? {
@@ -262,9 +292,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn user_command(settings: Settings, cmd: UserCmd) -> anyhow::Result<()> {
+    use crate::db::users::Role;
+    use crate::service::people;
+    let db = open_db(&settings).await?;
+    let state = crate::startup::build_state(settings, db, std::sync::Arc::new(SystemClock))?;
+    match cmd {
+        UserCmd::Create {
+            project,
+            email,
+            role,
+            withdrawal_rights,
+            password_stdin: _,
+        } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_string();
+            let role = Role::parse(&role).context("--role must be owner or member")?;
+            let created = people::create_enrolled(
+                &state,
+                &project,
+                &email,
+                role,
+                withdrawal_rights,
+                secrecy::SecretString::from(password),
+                &Actor::Cli,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::to_string(&created)?);
+        }
+        UserCmd::Reset2fa { email } => {
+            people::reset_second_factor_by_email(&state, &email, &Actor::Cli)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "two-factor authentication of {email} reset: they enroll again at next sign-in"
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let base_url = settings.base_url.clone();
     let app = Application::build(settings).await?;
+    let base_url = app.state().settings.base_url.clone();
     let handle = app.handle();
     tracing::info!(port = app.port(), %base_url, "Countersign is serving");
     tokio::spawn(async move {

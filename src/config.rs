@@ -17,7 +17,8 @@ pub struct Settings {
     /// Pool size; SQLite gets one writer connection regardless (see `db`).
     pub database_max_connections: u32,
     pub listen: String,
-    /// The address people and merchants reach the service at (links in emails and Slack).
+    /// The address people and merchants reach the service at (links in emails and Slack, the
+    /// origin browser forms must come from). Empty: `http://` + the address `listen` bound.
     pub base_url: String,
     /// 64 hex characters. When unset, one is generated and kept in `secret_key_file`.
     #[serde(skip_serializing)]
@@ -34,6 +35,46 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     pub worker: WorkerSettings,
     pub rates: RateSettings,
+    pub sessions: SessionSettings,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session unused this long ends.
+    pub idle_minutes: u64,
+    /// A session ends this long after sign-in, used or not.
+    pub absolute_hours: u64,
+    /// How recent a TOTP verification must be for a step-up action.
+    pub step_up_minutes: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_minutes: 30,
+            absolute_hours: 12,
+            step_up_minutes: 5,
+        }
+    }
+}
+
+/// Outgoing mail. With no `host`, mail goes to the built-in development mailbox at
+/// `/dev/mailbox` instead.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: Option<String>,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain, for local relays).
+    pub security: Option<String>,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+    /// The From: address, e.g. `Countersign <countersign@acme.example>`.
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -91,7 +132,7 @@ impl Default for Settings {
             database_url: "sqlite://countersign.db?mode=rwc".into(),
             database_max_connections: 16,
             listen: "127.0.0.1:8080".into(),
-            base_url: "http://127.0.0.1:8080".into(),
+            base_url: String::new(),
             secret_key: None,
             secret_key_file: None,
             log: "info".into(),
@@ -101,6 +142,8 @@ impl Default for Settings {
             callbacks: CallbackSettings::default(),
             worker: WorkerSettings::default(),
             rates: RateSettings::default(),
+            sessions: SessionSettings::default(),
+            smtp: SmtpSettings::default(),
         }
     }
 }
@@ -204,14 +247,35 @@ impl Settings {
                 "database_url must start with sqlite: or postgres://".into(),
             ));
         }
-        url::Url::parse(&self.base_url)
-            .map_err(|e| ConfigError(format!("base_url is not a URL: {e}")))?;
+        if !self.base_url.is_empty() {
+            url::Url::parse(&self.base_url)
+                .map_err(|e| ConfigError(format!("base_url is not a URL: {e}")))?;
+        }
         if self.worker.concurrency == 0 || self.worker.batch_size == 0 {
             return Err(ConfigError(
                 "worker.concurrency and worker.batch_size must be at least 1".into(),
             ));
         }
+        if let Some(sec) = &self.smtp.security {
+            if !matches!(sec.as_str(), "starttls" | "tls" | "none") {
+                return Err(ConfigError(
+                    "smtp.security must be starttls, tls or none".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether cookies must be `Secure` (the service is reached over HTTPS).
+    pub fn https(&self) -> bool {
+        self.base_url.starts_with("https://")
+    }
+
+    /// The origin (scheme://host[:port]) of `base_url`, which browser requests must come from.
+    pub fn origin(&self) -> String {
+        url::Url::parse(&self.base_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
     }
 
     /// The SQLite file behind `database_url`, if it is SQLite.

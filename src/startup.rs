@@ -91,7 +91,11 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         i64::try_from(settings.sandbox.confirm_delay_secs).unwrap_or(5) * 1000,
         settings.sandbox.fail_addresses.clone(),
     ));
+    let mailer = crate::notify::email::Mailer::from_settings(&settings.smtp)
+        .context("SMTP configuration")?;
+    crate::web::check_templates().map_err(|e| anyhow::anyhow!("templates: {e}"))?;
     Ok(AppState {
+        mailer: Arc::new(mailer),
         db,
         clock,
         settings: Arc::new(settings),
@@ -115,13 +119,17 @@ impl Application {
     }
 
     pub async fn build_with_clock(
-        settings: Settings,
+        mut settings: Settings,
         clock: SharedClock,
     ) -> anyhow::Result<Application> {
         let db = open_db(&settings).await?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
+        let addr = listener.local_addr()?;
+        let port = addr.port();
+        if settings.base_url.is_empty() {
+            settings.base_url = format!("http://{addr}");
+        }
         let state = build_state(settings, db, clock)?;
         let server = http_server(state.clone(), listener)?;
         Ok(Application {
@@ -171,7 +179,10 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             .wrap(
                 middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Cache-Control", "no-store")),
+                    .add(("Cache-Control", "no-store"))
+                    .add(("Content-Security-Policy", crate::web::CSP))
+                    .add(("Referrer-Policy", "no-referrer"))
+                    .add(("X-Frame-Options", "DENY")),
             )
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
@@ -189,6 +200,7 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
                 }
             })
             .configure(crate::api::routes)
+            .configure(crate::web::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
     })

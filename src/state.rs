@@ -21,6 +21,7 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Wakes the worker when a transaction queued work, so delivery does not wait for a poll.
     pub wake: Arc<Notify>,
+    pub mailer: Arc<crate::notify::email::Mailer>,
 }
 
 impl AppState {

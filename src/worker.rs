@@ -118,6 +118,7 @@ impl Worker {
             Some(JobKind::Callback) => self.deliver_callback(job).await,
             Some(JobKind::PayoutSubmit) => self.advance_payout(job, Status::Approved).await,
             Some(JobKind::PayoutCheck) => self.advance_payout(job, Status::Processing).await,
+            Some(JobKind::Email) => self.send_email(job).await,
             None => Ok(Outcome::Dead(format!("unknown job kind {}", job.kind))),
         };
         result.unwrap_or_else(|e| Outcome::Retry {
@@ -330,6 +331,33 @@ impl Worker {
             error: Some(error),
             counts: true,
         })
+    }
+}
+
+impl Worker {
+    async fn send_email(&self, job: &Job) -> Result<Outcome, DbError> {
+        let Ok(email) = serde_json::from_str::<crate::notify::email::Email>(&job.payload) else {
+            return Ok(Outcome::Dead("malformed email job".into()));
+        };
+        let now = self.state.now();
+        match self.state.mailer.send(&self.state.db, &email, now).await {
+            Ok(()) => Ok(Outcome::Done),
+            Err(e) => {
+                let error = e.to_string();
+                let next = now + self.backoff(job.attempts, MINUTE_MS * 30);
+                if job.deadline.is_some_and(|d| next > d) {
+                    return Ok(Outcome::Dead(format!(
+                        "gave up after {} attempts: {error}",
+                        job.attempts
+                    )));
+                }
+                Ok(Outcome::Retry {
+                    at: next,
+                    error: Some(error),
+                    counts: true,
+                })
+            }
+        }
     }
 }
 

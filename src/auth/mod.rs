@@ -1,3 +1,7 @@
-//! Who is calling: merchant API signatures (later: sessions, TOTP, admin tokens).
+//! Who is calling: merchant API signatures, passwords, TOTP, browser sessions and CSRF.
 
 pub mod api_signature;
+pub mod csrf;
+pub mod password;
+pub mod session;
+pub mod totp;

@@ -11,6 +11,7 @@ pub enum JobKind {
     Callback,
     PayoutSubmit,
     PayoutCheck,
+    Email,
 }
 
 impl JobKind {
@@ -19,6 +20,7 @@ impl JobKind {
             JobKind::Callback => "callback",
             JobKind::PayoutSubmit => "payout_submit",
             JobKind::PayoutCheck => "payout_check",
+            JobKind::Email => "email",
         }
     }
 
@@ -27,6 +29,7 @@ impl JobKind {
             "callback" => Some(JobKind::Callback),
             "payout_submit" => Some(JobKind::PayoutSubmit),
             "payout_check" => Some(JobKind::PayoutCheck),
+            "email" => Some(JobKind::Email),
             _ => None,
         }
     }

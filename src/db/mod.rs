@@ -9,6 +9,8 @@ pub mod jobs;
 pub mod limits;
 pub mod prefill;
 pub mod projects;
+pub mod sessions;
+pub mod users;
 pub mod withdrawals;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -369,3 +369,221 @@ impl Receiver {
             .collect()
     }
 }
+
+/// A user created for a test, with what it takes to sign in as them.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub secret: Vec<u8>,
+}
+
+impl TestApp {
+    /// Creates an active, enrolled user in the test project.
+    pub async fn create_user(&self, role: &str, rights: bool) -> TestUser {
+        self.create_user_in(self.project_id(), role, rights).await
+    }
+
+    pub async fn create_user_in(&self, project_id: &str, role: &str, rights: bool) -> TestUser {
+        let email = format!("{role}-{}@acme.test", random_suffix());
+        let password = format!("pw {} horse battery", random_suffix());
+        let created = countersign::service::people::create_enrolled(
+            &self.state,
+            project_id,
+            &email,
+            countersign::db::users::Role::parse(role).expect("role"),
+            rights,
+            password.clone().into(),
+            &countersign::db::audit::Actor::Cli,
+        )
+        .await
+        .expect("create user");
+        TestUser {
+            id: created.user_id,
+            email,
+            password,
+            secret: countersign::auth::totp::from_base32(&created.totp_secret).expect("secret"),
+        }
+    }
+
+    /// The current TOTP code of `user` by the app's clock.
+    pub fn code(&self, user: &TestUser) -> String {
+        countersign::auth::totp::code_at(&user.secret, self.clock.now_ms()).expect("code")
+    }
+
+    /// A cookie-keeping browser against this app.
+    pub fn browser(&self) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        Browser {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            csrf: Arc::new(Mutex::new(String::new())),
+            jar,
+        }
+    }
+
+    /// A browser signed in as `user` (password, then a fresh TOTP code: the clock moves on
+    /// one step first so the code is never a replay).
+    pub async fn signed_in(&self, user: &TestUser) -> Browser {
+        let b = self.browser();
+        self.clock.advance_secs(30);
+        let (status, _) = b.get("/login").await;
+        assert_eq!(status, 200);
+        let (status, _, location) = b
+            .post_form(
+                "/login",
+                &[("email", &user.email), ("password", &user.password)],
+            )
+            .await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (303, Some("/login/totp")),
+            "password step"
+        );
+        b.get("/login/totp").await;
+        let (status, _, location) = b
+            .post_form("/login/totp", &[("code", &self.code(user))])
+            .await;
+        assert_eq!(status, 303, "code step");
+        assert_eq!(location.as_deref(), Some("/"));
+        b
+    }
+}
+
+/// A browser-like HTTP client: keeps cookies, sends the page's CSRF token and the Origin
+/// header with forms, does not follow redirects (tests look at them).
+#[derive(Clone)]
+pub struct Browser {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// The CSRF token of the last page that had a form.
+    pub csrf: Arc<Mutex<String>>,
+    pub jar: Arc<reqwest::cookie::Jar>,
+}
+
+/// The value of the first `name="csrf" value="..."` in a page.
+pub fn csrf_in(page: &str) -> Option<String> {
+    let at = page.find("name=\"csrf\" value=\"")?;
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest.find('"').map(|end| rest[..end].to_string())
+}
+
+impl Browser {
+    /// The session cookie's value the browser holds now.
+    pub fn session_cookie(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = url::Url::parse(&self.base).expect("base url");
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix("cs_session=").map(str::to_string))
+    }
+
+    /// A second browser presenting this cookie value (to replay a stolen or old session).
+    pub fn with_cookie(&self, value: &str) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let url = url::Url::parse(&self.base).expect("base url");
+        jar.add_cookie_str(&format!("cs_session={value}; Path=/"), &url);
+        Browser {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            csrf: Arc::new(Mutex::new(String::new())),
+            jar,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("get");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        if let Some(t) = csrf_in(&body) {
+            *self.csrf.lock().expect("lock") = t;
+        }
+        (status, body)
+    }
+
+    /// Follows a GET's redirect chain (same origin) and returns the last page and its path.
+    pub async fn get_following(&self, path: &str) -> (u16, String, String) {
+        let mut path = path.to_string();
+        for _ in 0..5 {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("get");
+            if r.status().is_redirection() {
+                path = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("/")
+                    .to_string();
+                continue;
+            }
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            if let Some(t) = csrf_in(&body) {
+                *self.csrf.lock().expect("lock") = t;
+            }
+            return (status, body, path);
+        }
+        panic!("too many redirects from {path}");
+    }
+
+    /// POSTs a form with the current CSRF token and a same-origin Origin header. Returns
+    /// status, body and the Location header.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, String, Option<String>) {
+        let token = self.csrf.lock().expect("lock").clone();
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            all.push(("csrf", &token));
+        }
+        self.post_raw(path, &all, Some(&self.base)).await
+    }
+
+    /// POSTs exactly these fields with this Origin (or none), for CSRF tests.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (u16, String, Option<String>) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(fields);
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        let r = req.send().await.expect("post");
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = r.text().await.unwrap_or_default();
+        if let Some(t) = csrf_in(&body) {
+            *self.csrf.lock().expect("lock") = t;
+        }
+        (status, body, location)
+    }
+}

@@ -6,6 +6,8 @@ mod auth;
 mod callbacks;
 mod cli;
 mod concurrency;
+#[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
+mod signin;
 mod validation;
 mod withdrawals;

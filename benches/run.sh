@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Intake throughput benchmark: Countersign's POST /api/v2/withdrawal/crypto against a bare
+# actix-web + sqlx baseline (benches/loadgen.rs), on an empty and on a prefilled database.
+#
+# usage: benches/run.sh [N] [C]        N requests (default 20000), C connections (default 32)
+# env:   PORT                  server port (default: the first free one from 18080)
+#        SKIP_PREFILL=1        skip the run against a prefilled database
+#        PREFILL_COUNT         historical withdrawals to prefill (default 1000000)
+#        COUNTERSIGN_BENCH_PG  postgres://user@host:5432/postgres: also run on PostgreSQL, in a
+#                              fresh database bench_<random> that is dropped at the end
+#        COUNTERSIGN_BIN, LOADGEN_BIN  use these binaries instead of building them
+set -euo pipefail
+
+N=${1:-20000}
+C=${2:-32}
+PREFILL_COUNT=${PREFILL_COUNT:-1000000}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[[ -z ${COUNTERSIGN_BIN:-} ]] || COUNTERSIGN_BIN=$(realpath "$COUNTERSIGN_BIN")
+[[ -z ${LOADGEN_BIN:-} ]] || LOADGEN_BIN=$(realpath "$LOADGEN_BIN")
+cd "$ROOT"
+
+if [[ -z ${COUNTERSIGN_BIN:-} ]]; then
+    cargo build --release
+    COUNTERSIGN_BIN=$ROOT/target/release/countersign
+fi
+if [[ -z ${LOADGEN_BIN:-} ]]; then
+    cargo bench --bench loadgen --no-run
+    LOADGEN_BIN=$(cargo bench --bench loadgen --no-run --message-format=json 2>/dev/null |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "loadgen" \
+            and m.get("executable"):
+        print(m["executable"])' | tail -n 1)
+    [[ -x $LOADGEN_BIN ]] || { echo "run.sh: cannot find the loadgen bench binary" >&2; exit 1; }
+fi
+
+cs() { "$COUNTERSIGN_BIN" "$@"; }
+
+# json FIELD.PATH: read one JSON object on stdin (the last line that is one) and print a field.
+json() {
+    python3 -c '
+import json, sys
+obj = None
+for line in sys.stdin:
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            pass
+if obj is None:
+    sys.exit("run.sh: expected a JSON object on stdin")
+for key in sys.argv[1].split("."):
+    obj = obj[key]
+print(obj)' "$1"
+}
+
+# Migrate a fresh database and create a funded project with high API limits.
+setup_project() {
+    cs migrate
+    local created
+    created=$(cs project create --name Bench --primary-email bench@example.com)
+    PROJECT_ID=$(json project_id <<<"$created")
+    TARGET_ARGS=(--url "$BASE_URL" --key "$(json api_key <<<"$created")"
+        --secret "$(json api_secret <<<"$created")")
+    cs balance credit --project "$PROJECT_ID" --currency SBX --amount 100000000
+    cs limits set --project "$PROJECT_ID" --scope api --currency SBX \
+        --per-operation 100000000 --per-hour 100000000 --per-day 100000000
+}
+
+start_server() {
+    "$COUNTERSIGN_BIN" serve >>"$TMP/serve.log" 2>&1 & # not via cs(): $! must be the server
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fsS --noproxy '*' --max-time 1 -o /dev/null "$BASE_URL/api/v2/ping" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            SERVER_PID=
+            echo "run.sh: countersign serve exited; its log:" >&2
+            tail -n 50 "$TMP/serve.log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    echo "run.sh: countersign serve did not answer $BASE_URL/api/v2/ping in 60 s" >&2
+    tail -n 50 "$TMP/serve.log" >&2
+    exit 1
+}
+
+stop_server() {
+    if [[ -n ${SERVER_PID:-} ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+
+# loadgen MODE ARGS...: the human report goes to stderr (the terminal), the JSON line to stdout.
+loadgen() {
+    local mode=$1
+    shift
+    "$LOADGEN_BIN" "$mode" -n "$N" -c "$C" --json "$@"
+}
+
+# summary_line LABEL: one summary line from a loadgen JSON result on stdin.
+summary_line() {
+    python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read().strip().splitlines()[-1])
+parts = []
+for side in ("target", "baseline"):
+    if side in r:
+        rps, p99, errors = r[side]["throughput_rps"], r[side]["p99_ms"], r[side]["errors"]
+        parts.append(f"{side} {rps:.1f} req/s, p99 {p99:.1f} ms" + (f" ({errors} errors)" if errors else ""))
+if "ratio_pct" in r:
+    parts.append("target/baseline %.1f%%" % r["ratio_pct"])
+print(f"{sys.argv[1]:<28}" + "; ".join(parts))' "$1"
+}
+
+ratio() { python3 -c 'import sys; print(f"{100 * float(sys.argv[1]) / float(sys.argv[2]):.1f}%")' "$@"; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/countersign-bench.XXXXXX")
+SERVER_PID=
+PG_ADMIN_URL=${COUNTERSIGN_BENCH_PG:-}
+PG_DB=
+
+cleanup() {
+    set +e
+    stop_server
+    if [[ -n $PG_DB ]]; then
+        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 ||
+            psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT=${PORT:-$(python3 -c '
+import socket
+for port in range(18080, 18380):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        print(port)
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()')}
+[[ -n $PORT ]] || { echo "run.sh: no free port found" >&2; exit 1; }
+BASE_URL=http://127.0.0.1:$PORT
+
+export COUNTERSIGN_LISTEN=127.0.0.1:$PORT
+export COUNTERSIGN_LOG=warn
+COUNTERSIGN_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export COUNTERSIGN_SECRET_KEY
+
+SUMMARY=()
+
+echo "### SQLite: intake vs baseline (N=$N, C=$C)" >&2
+export COUNTERSIGN_DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc"
+setup_project
+start_server
+RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db sqlite)
+SUMMARY+=("$(summary_line "sqlite, empty" <<<"$RES")")
+EMPTY_RPS=$(json target.throughput_rps <<<"$RES")
+
+if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
+    echo "### SQLite: intake after prefilling $PREFILL_COUNT withdrawals" >&2
+    stop_server
+    cs dev prefill --project "$PROJECT_ID" --count "$PREFILL_COUNT"
+    start_server
+    RES=$(loadgen target "${TARGET_ARGS[@]}")
+    SUMMARY+=("$(summary_line "sqlite, $PREFILL_COUNT prefilled" <<<"$RES")")
+    FULL_RPS=$(json target.throughput_rps <<<"$RES")
+    SUMMARY+=("$(printf '%-28s%s' "prefilled / empty" "$(ratio "$FULL_RPS" "$EMPTY_RPS")")")
+fi
+stop_server
+
+if [[ -n $PG_ADMIN_URL ]]; then
+    echo "### PostgreSQL: intake vs baseline (N=$N, C=$C)" >&2
+    PG_DB=bench_$(python3 -c 'import secrets; print(secrets.token_hex(6))')
+    psql "$PG_ADMIN_URL" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $PG_DB"
+    PG_URL=$(python3 -c '
+import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$PG_ADMIN_URL" "$PG_DB")
+    export COUNTERSIGN_DATABASE_URL=$PG_URL
+    setup_project
+    start_server
+    RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db "$PG_URL")
+    SUMMARY+=("$(summary_line "postgres, empty" <<<"$RES")")
+    stop_server
+fi
+
+echo
+echo "== summary (N=$N, C=$C) =="
+printf '%s\n' "${SUMMARY[@]}"
