@@ -3,6 +3,7 @@
 //! Where the engines truly differ (row locks, job claiming) the difference sits in one
 //! function here.
 
+pub mod activity;
 pub mod audit;
 pub mod balances;
 pub mod jobs;
@@ -11,6 +12,7 @@ pub mod prefill;
 pub mod projects;
 pub mod sessions;
 pub mod users;
+pub mod withdrawal_list;
 pub mod withdrawals;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
