@@ -2,9 +2,11 @@
 //! without JavaScript. Every response carries a strict Content-Security-Policy.
 
 pub mod account;
+pub mod dashboard;
 pub mod error;
 pub mod mailbox;
 pub mod signin;
+pub mod withdrawals;
 
 use crate::auth::session::SignedIn;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -114,4 +116,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     signin::routes(cfg);
     account::routes(cfg);
     mailbox::routes(cfg);
+    dashboard::routes(cfg);
+    withdrawals::routes(cfg);
 }

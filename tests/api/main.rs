@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
+mod pages_withdrawals;
 mod signin;
 mod validation;
 mod withdrawals;
