@@ -110,6 +110,17 @@ async fn static_file(req: HttpRequest) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A form that does not parse (a missing or malformed field) gets a page, not plain text.
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| {
+                PageError::BadRequest(format!(
+                    "The form could not be read ({e}). Go back, reload the page and try again."
+                ))
+                .into()
+            }),
+    );
     cfg.route("/static/{file:.*}", web::get().to(static_file));
     signin::routes(cfg);
     account::routes(cfg);

@@ -6,6 +6,7 @@ mod auth;
 mod callbacks;
 mod cli;
 mod concurrency;
+mod email;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod signin;
