@@ -83,7 +83,7 @@ async fn audit_one(
 }
 
 /// What `user create` prints: the new user's TOTP secret, shown once.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct CreatedUser {
     pub user_id: String,
     pub totp_secret: String,

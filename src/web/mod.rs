@@ -4,6 +4,7 @@
 pub mod account;
 pub mod error;
 pub mod mailbox;
+pub mod setup;
 pub mod signin;
 
 use crate::auth::session::SignedIn;
@@ -125,4 +126,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     signin::routes(cfg);
     account::routes(cfg);
     mailbox::routes(cfg);
+    setup::routes(cfg);
 }
