@@ -3,12 +3,14 @@
 //! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
 mod auth;
+mod browser;
 mod callbacks;
 mod cli;
 mod concurrency;
 mod email;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
+mod pages_browser;
 mod signin;
 mod validation;
 mod withdrawals;

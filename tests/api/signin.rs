@@ -304,6 +304,19 @@ async fn forms_without_the_right_csrf_token_or_origin_are_refused() {
         .await;
     let (s4, _, _) = b.post_raw("/account/password", &right, None).await;
     assert_eq!([s1, s2, s3, s4], [400, 403, 403, 403]);
+    // What a browser sends under our no-referrer policy: Origin null plus Sec-Fetch-Site.
+    let fetch = |site: &'static str| {
+        let form = right.clone();
+        let req = b
+            .http
+            .post(format!("{}/account/password", app.base))
+            .header("Origin", "null")
+            .header("Sec-Fetch-Site", site)
+            .form(&form);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(fetch("cross-site").await, 403);
+    assert_eq!(fetch("same-site").await, 403);
     // Nothing changed: the old password still signs in.
     app.clock.advance_secs(30);
     let _ = app.signed_in(&alice).await;
