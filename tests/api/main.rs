@@ -11,6 +11,7 @@ mod email;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod pages_browser;
+mod setup;
 mod signin;
 mod validation;
 mod withdrawals;
