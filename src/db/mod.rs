@@ -5,9 +5,11 @@
 
 pub mod audit;
 pub mod balances;
+pub mod invites;
 pub mod jobs;
 pub mod limits;
 pub mod prefill;
+pub mod project_settings;
 pub mod projects;
 pub mod sessions;
 pub mod users;

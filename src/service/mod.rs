@@ -2,4 +2,5 @@
 
 pub mod people;
 pub mod projects;
+pub mod team;
 pub mod withdrawals;

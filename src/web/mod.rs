@@ -3,8 +3,11 @@
 
 pub mod account;
 pub mod error;
+pub mod invite;
 pub mod mailbox;
 pub mod signin;
+pub mod step_up;
+pub mod users;
 
 use crate::auth::session::SignedIn;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -114,4 +117,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     signin::routes(cfg);
     account::routes(cfg);
     mailbox::routes(cfg);
+    users::routes(cfg);
+    invite::routes(cfg);
 }

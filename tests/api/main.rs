@@ -8,6 +8,8 @@ mod cli;
 mod concurrency;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
+mod invites;
 mod signin;
+mod team;
 mod validation;
 mod withdrawals;
