@@ -3,6 +3,7 @@
 //! Where the engines truly differ (row locks, job claiming) the difference sits in one
 //! function here.
 
+pub mod api_keys;
 pub mod audit;
 pub mod balances;
 pub mod invites;

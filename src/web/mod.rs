@@ -5,6 +5,8 @@ pub mod account;
 pub mod error;
 pub mod invite;
 pub mod mailbox;
+pub mod settings;
+pub mod settings_limits;
 pub mod signin;
 pub mod step_up;
 pub mod users;
@@ -119,4 +121,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     mailbox::routes(cfg);
     users::routes(cfg);
     invite::routes(cfg);
+    settings::routes(cfg);
 }

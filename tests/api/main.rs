@@ -9,6 +9,7 @@ mod concurrency;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod invites;
+mod settings;
 mod signin;
 mod team;
 mod validation;

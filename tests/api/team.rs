@@ -114,7 +114,7 @@ pub async fn signed_in(b: &Browser) -> bool {
 }
 
 #[tokio::test]
-async fn a_member_sees_the_team_but_cannot_change_it() {
+async fn a_member_sees_the_team_but_cannot_change_it_or_reach_settings() {
     let app = spawn_app().await;
     let owner = app.create_user("owner", true).await;
     let member = app.create_user("member", true).await;
@@ -126,7 +126,14 @@ async fn a_member_sees_the_team_but_cannot_change_it() {
         !page.contains("Invite someone") && !page.contains("Manage"),
         "{page}"
     );
-    assert_eq!(m.get(&format!("/users/{}", owner.id)).await.0, 403);
+    for path in [
+        "/settings",
+        "/settings/limits?scope=api&currency=default",
+        &format!("/users/{}", owner.id),
+    ] {
+        assert_eq!(m.get(path).await.0, 403, "{path}");
+    }
+    let keys = app.count("api_keys").await;
     let users_before = app.count("users").await;
     let audit_before = app.count("audit_log").await;
     let attempts: Vec<(String, Vec<(&str, &str)>)> = vec![
@@ -144,6 +151,28 @@ async fn a_member_sees_the_team_but_cannot_change_it() {
         ),
         (format!("/users/{}/remove", owner.id), vec![]),
         (format!("/users/{}/reset-2fa", owner.id), vec![]),
+        ("/settings/api-keys".into(), vec![("can_withdraw", "1")]),
+        (
+            "/settings/limits".into(),
+            vec![
+                ("scope", "api"),
+                ("currency", "default"),
+                ("per_operation", "1"),
+            ],
+        ),
+        (
+            "/settings/limits/remove".into(),
+            vec![("scope", "api"), ("currency", "BTC")],
+        ),
+        ("/settings/webhook-secret".into(), vec![]),
+        (
+            "/settings/callback-url".into(),
+            vec![("callback_url", "https://evil.test/")],
+        ),
+        (
+            "/settings/base-currency".into(),
+            vec![("base_currency", "USD")],
+        ),
     ];
     for (path, fields) in attempts {
         let code = fresh_code(&app, &member);
@@ -152,6 +181,7 @@ async fn a_member_sees_the_team_but_cannot_change_it() {
         let (status, _, _) = m.post_form(&path, &f).await;
         assert_eq!(status, 403, "{path}");
     }
+    assert_eq!(app.count("api_keys").await, keys);
     assert_eq!(app.count("users").await, users_before);
     assert!(user(&app, &owner.id).await.is_owner());
     assert_eq!(
