@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod audit_list;
 pub mod balances;
 pub mod invites;
 pub mod jobs;

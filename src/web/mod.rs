@@ -2,6 +2,7 @@
 //! without JavaScript. Every response carries a strict Content-Security-Policy.
 
 pub mod account;
+pub mod audit;
 pub mod error;
 pub mod invite;
 pub mod mailbox;
@@ -122,4 +123,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     users::routes(cfg);
     invite::routes(cfg);
     settings::routes(cfg);
+    audit::routes(cfg);
 }
