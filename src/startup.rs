@@ -187,7 +187,7 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
                 let method = req.method().clone();
-                let path = req.path().to_string();
+                let path = loggable_path(req.path());
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await;
@@ -213,6 +213,15 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Invitation links carry their secret token in the path: logged without it.
+fn loggable_path(path: &str) -> String {
+    if path.starts_with("/invite/") {
+        "/invite/{token}".to_string()
+    } else {
+        path.to_string()
+    }
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {

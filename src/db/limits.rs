@@ -185,3 +185,47 @@ pub async fn put_usage(
     .await?;
     Ok(())
 }
+
+/// One limit row, read in the caller's transaction (for before/after records).
+pub async fn get_in(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+) -> Result<Option<LimitSet>, DbError> {
+    let row = sqlx::query(
+        "SELECT per_operation, per_hour, per_day FROM limits
+         WHERE project_id = $1 AND scope = $2 AND currency = $3",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(currency)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok(LimitSet {
+            per_operation: opt_decimal(&r, "per_operation")?,
+            per_hour: opt_decimal(&r, "per_hour")?,
+            per_day: opt_decimal(&r, "per_day")?,
+        })
+    })
+    .transpose()
+}
+
+/// Removes one limit row (a currency override; the currency falls back to the scope's
+/// base-currency limits). False if there was none.
+pub async fn delete(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+) -> Result<bool, DbError> {
+    let r =
+        sqlx::query("DELETE FROM limits WHERE project_id = $1 AND scope = $2 AND currency = $3")
+            .bind(project_id)
+            .bind(scope.as_str())
+            .bind(currency)
+            .execute(&mut **tx)
+            .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -3,11 +3,15 @@
 //! Where the engines truly differ (row locks, job claiming) the difference sits in one
 //! function here.
 
+pub mod api_keys;
 pub mod audit;
+pub mod audit_list;
 pub mod balances;
+pub mod invites;
 pub mod jobs;
 pub mod limits;
 pub mod prefill;
+pub mod project_settings;
 pub mod projects;
 pub mod sessions;
 pub mod users;

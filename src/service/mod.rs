@@ -2,4 +2,6 @@
 
 pub mod people;
 pub mod projects;
+pub mod settings;
+pub mod team;
 pub mod withdrawals;

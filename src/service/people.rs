@@ -466,6 +466,7 @@ pub async fn check_rights_reduction(
     keeps_usable_rights: bool,
 ) -> Result<(), PeopleError> {
     if user.is_owner()
+        && user.status == "active"
         && !keeps_owner
         && users::count_owners(&state.db, &user.project_id).await? <= 1
     {

@@ -2,10 +2,16 @@
 //! without JavaScript. Every response carries a strict Content-Security-Policy.
 
 pub mod account;
+pub mod audit;
 pub mod error;
+pub mod invite;
 pub mod mailbox;
+pub mod settings;
+pub mod settings_limits;
 pub mod setup;
 pub mod signin;
+pub mod step_up;
+pub mod users;
 
 use crate::auth::session::SignedIn;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -127,4 +133,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     account::routes(cfg);
     mailbox::routes(cfg);
     setup::routes(cfg);
+    users::routes(cfg);
+    invite::routes(cfg);
+    settings::routes(cfg);
+    audit::routes(cfg);
 }

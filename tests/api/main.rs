@@ -2,6 +2,7 @@
 //! port 0 with its own fresh database: SQLite by default, PostgreSQL when
 //! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
+mod audit_page;
 mod auth;
 mod browser;
 mod callbacks;
@@ -10,8 +11,11 @@ mod concurrency;
 mod email;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
+mod invites;
 mod pages_browser;
+mod settings;
 mod setup;
 mod signin;
+mod team;
 mod validation;
 mod withdrawals;
