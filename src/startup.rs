@@ -203,12 +203,17 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             .configure(crate::web::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .default_service(web::to(not_found_page))
     })
     .disable_signals()
     .shutdown_timeout(30)
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+async fn not_found_page() -> Result<HttpResponse, crate::web::error::PageError> {
+    Err(crate::web::error::PageError::NotFound)
 }
 
 async fn healthz() -> HttpResponse {
