@@ -3,6 +3,7 @@
 //! Where the engines truly differ (row locks, job claiming) the difference sits in one
 //! function here.
 
+pub mod activity;
 pub mod api_keys;
 pub mod audit;
 pub mod audit_list;
@@ -15,6 +16,7 @@ pub mod project_settings;
 pub mod projects;
 pub mod sessions;
 pub mod users;
+pub mod withdrawal_list;
 pub mod withdrawals;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod dashboard;
 pub mod error;
 pub mod invite;
 pub mod mailbox;
@@ -12,6 +13,7 @@ pub mod setup;
 pub mod signin;
 pub mod step_up;
 pub mod users;
+pub mod withdrawals;
 
 use crate::auth::session::SignedIn;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -137,4 +139,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     invite::routes(cfg);
     settings::routes(cfg);
     audit::routes(cfg);
+    dashboard::routes(cfg);
+    withdrawals::routes(cfg);
 }

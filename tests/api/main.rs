@@ -13,6 +13,7 @@ mod email;
 mod helpers;
 mod invites;
 mod pages_browser;
+mod pages_withdrawals;
 mod settings;
 mod setup;
 mod signin;

@@ -42,7 +42,9 @@ async fn sign_in_with_password_and_code_in_chromium() {
 
 #[tokio::test]
 async fn an_invited_member_joins_enrolls_signs_out_and_back_in_in_chromium() {
-    let Some(chrome) = Chrome::start().await else { return };
+    let Some(chrome) = Chrome::start().await else {
+        return;
+    };
     let app = spawn_app().await;
     let owner = app.create_user("owner", true).await;
     let b = app.signed_in(&owner).await;
@@ -59,13 +61,20 @@ async fn an_invited_member_joins_enrolls_signs_out_and_back_in_in_chromium() {
     assert_eq!(chrome.path().await, "/login/enroll");
 
     // Enroll: the key shown on the page is what an authenticator app would read.
-    let secret = countersign::auth::totp::from_base32(&chrome.text("#totp-secret").await).expect("base32 key");
+    let secret = countersign::auth::totp::from_base32(&chrome.text("#totp-secret").await)
+        .expect("base32 key");
     app.clock.advance_secs(30);
-    let code = countersign::auth::totp::code_at(&secret, countersign::clock::Clock::now_ms(&app.clock)).unwrap();
+    let code =
+        countersign::auth::totp::code_at(&secret, countersign::clock::Clock::now_ms(&app.clock))
+            .unwrap();
     chrome.fill("input[name=code]", &code).await;
     chrome.click("button[type=submit]").await;
     let codes = chrome.text("#recovery-codes").await;
-    assert_eq!(codes.lines().filter(|l| !l.trim().is_empty()).count(), 10, "{codes}");
+    assert_eq!(
+        codes.lines().filter(|l| !l.trim().is_empty()).count(),
+        10,
+        "{codes}"
+    );
     chrome.click("a.button").await;
     assert_eq!(chrome.path().await, "/");
     assert!(chrome.source().await.contains(email));
@@ -77,13 +86,19 @@ async fn an_invited_member_joins_enrolls_signs_out_and_back_in_in_chromium() {
     chrome.fill("input[name=password]", password).await;
     chrome.click("button[type=submit]").await;
     app.clock.advance_secs(30);
-    let code = countersign::auth::totp::code_at(&secret, countersign::clock::Clock::now_ms(&app.clock)).unwrap();
+    let code =
+        countersign::auth::totp::code_at(&secret, countersign::clock::Clock::now_ms(&app.clock))
+            .unwrap();
     chrome.fill("input[name=code]", &code).await;
     chrome.click("button[type=submit]").await;
     assert_eq!(chrome.path().await, "/");
     let page = chrome.source().await;
     assert!(page.contains(email) && page.contains("Dashboard"), "{page}");
     let shot = chrome.screenshot("invite-enroll-dashboard").await;
-    assert!(std::fs::metadata(&shot).map(|m| m.len() > 1000).unwrap_or(false));
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false)
+    );
     chrome.close().await;
 }
