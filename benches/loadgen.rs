@@ -23,7 +23,8 @@ use clap::{Args, Parser, Subcommand};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha512;
-use sqlx::any::{AnyPool, AnyPoolOptions};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 
 const PATH: &str = "/api/v2/withdrawal/crypto";
 const BASELINE_KEY: &str = "baseline_key";
@@ -31,7 +32,10 @@ const BASELINE_SECRET: &str = "baseline_secret";
 const MAX_ERROR_BODIES: usize = 5;
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "Load generator for the withdrawal intake endpoint")]
+#[command(
+    name = "loadgen",
+    about = "Load generator for the withdrawal intake endpoint"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -169,15 +173,28 @@ async fn run(mode: Mode) -> Result<()> {
         }
         Mode::Baseline { baseline, load } => {
             let b = run_baseline(&baseline, &load).await?;
-            emit(&load, &serde_json::json!({"mode": "baseline", "baseline": b}))
+            emit(
+                &load,
+                &serde_json::json!({"mode": "baseline", "baseline": b}),
+            )
         }
-        Mode::Compare { target, baseline, load } => {
+        Mode::Compare {
+            target,
+            baseline,
+            load,
+        } => {
             let t = run_target(&target, &load).await?;
             let b = run_baseline(&baseline, &load).await?;
             let ratio = 100.0 * t.throughput_rps / b.throughput_rps.max(f64::MIN_POSITIVE);
-            say(&load, &format!("\ntarget / baseline throughput: {ratio:.1}%"));
+            say(
+                &load,
+                &format!("\ntarget / baseline throughput: {ratio:.1}%"),
+            );
             if t.errors + b.errors > 0 {
-                say(&load, "WARNING: errors occurred; the ratio is not meaningful");
+                say(
+                    &load,
+                    "WARNING: errors occurred; the ratio is not meaningful",
+                );
             }
             emit(
                 &load,
@@ -219,9 +236,18 @@ async fn run_baseline(args: &BaselineArgs, load: &LoadArgs) -> Result<Figures> {
 }
 
 /// Warm up, then send `load.n` pre-signed requests with `load.c` connections and report.
-async fn drive(label: &str, url: &str, key: &str, secret: &str, load: &LoadArgs) -> Result<Figures> {
+async fn drive(
+    label: &str,
+    url: &str,
+    key: &str,
+    secret: &str,
+    load: &LoadArgs,
+) -> Result<Figures> {
     let c = load.c.max(1);
-    let prefix = load.prefix.clone().unwrap_or_else(|| format!("bench-{}", random_hex()));
+    let prefix = load
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", random_hex()));
     let endpoint = format!("{}{PATH}", url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(c)
@@ -237,20 +263,30 @@ async fn drive(label: &str, url: &str, key: &str, secret: &str, load: &LoadArgs)
         let (results, _) = fire(&client, &endpoint, key, warm, c, samples.clone()).await?;
         let errors: usize = results.iter().flat_map(|r| r.errors.values()).sum();
         if errors > 0 {
-            say(load, &format!("warm-up: {errors} of {} requests failed", load.warmup));
+            say(
+                load,
+                &format!("warm-up: {errors} of {} requests failed", load.warmup),
+            );
         }
     }
     let (results, elapsed) = fire(&client, &endpoint, key, reqs, c, samples.clone()).await?;
     let figures = summarize(label, c, results, elapsed);
     say(load, &render(&figures));
-    let samples = samples.lock().map_err(|_| anyhow!("sample lock poisoned"))?;
+    let samples = samples
+        .lock()
+        .map_err(|_| anyhow!("sample lock poisoned"))?;
     for (i, body) in samples.iter().enumerate() {
         say(load, &format!("  error body #{}: {body}", i + 1));
     }
     Ok(figures)
 }
 
-fn prepare(prefix: &str, count: usize, secret: &str, load: &LoadArgs) -> Result<Arc<Vec<Prepared>>> {
+fn prepare(
+    prefix: &str,
+    count: usize,
+    secret: &str,
+    load: &LoadArgs,
+) -> Result<Arc<Vec<Prepared>>> {
     let mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).context("HMAC key")?;
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
@@ -282,7 +318,8 @@ async fn fire(
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(c);
     for _ in 0..c {
-        let (client, next, reqs, samples) = (client.clone(), next.clone(), reqs.clone(), samples.clone());
+        let (client, next, reqs, samples) =
+            (client.clone(), next.clone(), reqs.clone(), samples.clone());
         let (endpoint, key) = (endpoint.to_owned(), key.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut res = TaskResult {
@@ -315,7 +352,12 @@ async fn fire(
 }
 
 /// One request. `Err((status key, body))` unless HTTP 200 with `{"data": {"id": N, ...}}`.
-async fn send(client: &reqwest::Client, endpoint: &str, key: &str, req: &Prepared) -> Result<(), (String, String)> {
+async fn send(
+    client: &reqwest::Client,
+    endpoint: &str,
+    key: &str,
+    req: &Prepared,
+) -> Result<(), (String, String)> {
     let resp = client
         .post(endpoint)
         .header("X-Processing-Key", key)
@@ -326,7 +368,10 @@ async fn send(client: &reqwest::Client, endpoint: &str, key: &str, req: &Prepare
         .await
         .map_err(|e| ("transport".to_owned(), e.to_string()))?;
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| ("transport".to_owned(), e.to_string()))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ("transport".to_owned(), e.to_string()))?;
     let text = || String::from_utf8_lossy(&bytes).into_owned();
     if status != reqwest::StatusCode::OK {
         return Err((status.as_u16().to_string(), text()));
@@ -364,7 +409,11 @@ fn summarize(label: &str, c: usize, results: Vec<TaskResult>, elapsed: Duration)
         errors_by_status,
         concurrency: c,
         elapsed_s: secs,
-        throughput_rps: if secs > 0.0 { lat.len() as f64 / secs } else { 0.0 },
+        throughput_rps: if secs > 0.0 {
+            lat.len() as f64 / secs
+        } else {
+            0.0
+        },
         p50_ms: pct(0.50),
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
@@ -376,20 +425,38 @@ fn render(f: &Figures) -> String {
     let errs = if f.errors_by_status.is_empty() {
         "none".to_owned()
     } else {
-        let parts: Vec<String> = f.errors_by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let parts: Vec<String> = f
+            .errors_by_status
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         parts.join(", ")
     };
     format!(
         "== {} ==\nrequests    {} (ok {}, errors {}) with {} connections\nerrors      {errs}\n\
          elapsed     {:.3} s\nthroughput  {:.1} req/s\nlatency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        f.label, f.requests, f.ok, f.errors, f.concurrency, f.elapsed_s, f.throughput_rps, f.p50_ms, f.p90_ms, f.p99_ms,
+        f.label,
+        f.requests,
+        f.ok,
+        f.errors,
+        f.concurrency,
+        f.elapsed_s,
+        f.throughput_rps,
+        f.p50_ms,
+        f.p90_ms,
+        f.p99_ms,
         f.max_ms
     )
 }
 
 fn random_hex() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
@@ -410,33 +477,56 @@ struct WithdrawalIn {
     address: String,
 }
 
-async fn baseline_intake(req: HttpRequest, body: web::Bytes, st: web::Data<BaselineState>) -> HttpResponse {
+async fn baseline_intake(
+    req: HttpRequest,
+    body: web::Bytes,
+    st: web::Data<BaselineState>,
+) -> HttpResponse {
     match baseline_insert(&req, &body, &st).await {
-        Ok(id) => HttpResponse::Ok().json(serde_json::json!({"data": {"id": id, "status": "pending"}})),
+        Ok(id) => {
+            HttpResponse::Ok().json(serde_json::json!({"data": {"id": id, "status": "pending"}}))
+        }
         Err((code, msg)) => HttpResponse::build(code).json(serde_json::json!({"error": msg})),
     }
 }
 
-async fn baseline_insert(req: &HttpRequest, body: &[u8], st: &BaselineState) -> Result<i64, (StatusCode, String)> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn baseline_insert(
+    req: &HttpRequest,
+    body: &[u8],
+    st: &BaselineState,
+) -> Result<i64, (StatusCode, String)> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_owned());
     if header("X-Processing-Key") != BASELINE_KEY {
         return Err(unauthorized("unknown key"));
     }
-    let sig = hex::decode(header("X-Processing-Signature")).map_err(|_| unauthorized("bad signature"))?;
+    let sig =
+        hex::decode(header("X-Processing-Signature")).map_err(|_| unauthorized("bad signature"))?;
     let mut mac = st.mac.clone();
     mac.update(body);
-    mac.verify_slice(&sig).map_err(|_| unauthorized("bad signature"))?;
-    let w: WithdrawalIn = serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    mac.verify_slice(&sig)
+        .map_err(|_| unauthorized("bad signature"))?;
+    let w: WithdrawalIn =
+        serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     let raw = String::from_utf8_lossy(body).into_owned();
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let done = sqlx::query("INSERT INTO baseline_withdrawals (foreign_id, body, created_at) VALUES ($1, $2, $3)")
-        .bind(w.foreign_id)
-        .bind(raw)
-        .bind(now_ms)
-        .execute(&st.pool)
-        .await
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let done = sqlx::query(
+        "INSERT INTO baseline_withdrawals (foreign_id, body, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(w.foreign_id)
+    .bind(raw)
+    .bind(now_ms)
+    .execute(&st.pool)
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(done.last_insert_id().unwrap_or(0))
 }
 
@@ -465,7 +555,9 @@ impl BaselineServer {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("baseline-system".into())
-            .spawn(move || actix_web::rt::System::new().block_on(serve_baseline(url, sqlite, workers, tx)))
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(serve_baseline(url, sqlite, workers, tx))
+            })
             .context("spawning the baseline server thread")?;
         let started = match rx.await {
             Ok(r) => r,
@@ -480,7 +572,13 @@ impl BaselineServer {
             }
         };
         let db_kind = if sqlite { "sqlite" } else { "postgres" };
-        Ok(Self { addr, db_kind, handle, thread, temp_db })
+        Ok(Self {
+            addr,
+            db_kind,
+            handle,
+            thread,
+            temp_db,
+        })
     }
 
     async fn stop(self) -> Result<()> {
@@ -513,8 +611,13 @@ async fn serve_baseline(
         if let Some(w) = workers {
             server = server.workers(w);
         }
-        let server = server.bind(("127.0.0.1", 0)).context("binding the baseline server")?;
-        let addr = *server.addrs().first().context("baseline server has no address")?;
+        let server = server
+            .bind(("127.0.0.1", 0))
+            .context("binding the baseline server")?;
+        let addr = *server
+            .addrs()
+            .first()
+            .context("baseline server has no address")?;
         Ok::<_, anyhow::Error>((pool, addr, server.disable_signals().run()))
     };
     let (pool, addr, server) = match setup.await {
@@ -527,7 +630,9 @@ async fn serve_baseline(
     let _ = tx.send(Ok((addr, server.handle())));
     let served = server.await.context("baseline server");
     if !sqlite {
-        sqlx::query("DROP TABLE IF EXISTS baseline_withdrawals").execute(&pool).await?;
+        sqlx::query("DROP TABLE IF EXISTS baseline_withdrawals")
+            .execute(&pool)
+            .await?;
     }
     pool.close().await;
     served
@@ -538,20 +643,34 @@ async fn baseline_pool(url: &str, sqlite: bool) -> Result<AnyPool> {
     if sqlite {
         opts = opts.after_connect(|conn, _meta| {
             Box::pin(async move {
-                for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000"] {
+                for pragma in [
+                    "PRAGMA journal_mode=WAL",
+                    "PRAGMA synchronous=NORMAL",
+                    "PRAGMA busy_timeout=5000",
+                ] {
                     sqlx::raw_sql(pragma).execute(&mut *conn).await?;
                 }
                 Ok(())
             })
         });
     }
-    let pool = opts.connect(url).await.with_context(|| format!("connecting to {url}"))?;
-    let id = if sqlite { "INTEGER PRIMARY KEY" } else { "BIGSERIAL PRIMARY KEY" };
+    let pool = opts
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let id = if sqlite {
+        "INTEGER PRIMARY KEY"
+    } else {
+        "BIGSERIAL PRIMARY KEY"
+    };
     let ddl = format!(
         "CREATE TABLE IF NOT EXISTS baseline_withdrawals (id {id}, foreign_id TEXT NOT NULL UNIQUE, \
          body TEXT NOT NULL, created_at BIGINT NOT NULL)"
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(&pool).await.context("creating baseline table")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+        .execute(&pool)
+        .await
+        .context("creating baseline table")?;
     Ok(pool)
 }
 
