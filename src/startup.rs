@@ -79,7 +79,7 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
 pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Result<AppState> {
     install_crypto_provider();
     let master_key = master_key(&settings)?;
-    let rates = Rates::from_settings(&settings.rates)?;
+    let rates = Rates::from_settings(&settings.rates, clock.clone())?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(settings.callbacks.connect_timeout_secs))
@@ -123,6 +123,9 @@ impl Application {
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let state = build_state(settings, db, clock)?;
+        // A first fetch before serving, so a live source has rates from the first request (a
+        // failure is logged and retried by the poller; conversions are refused meanwhile).
+        let _ = state.rates.refresh().await;
         let server = http_server(state.clone(), listener)?;
         Ok(Application {
             port,
@@ -152,12 +155,14 @@ impl Application {
             .settings
             .worker
             .enabled
-            .then(|| tokio::spawn(Worker::new(self.state.clone()).run(rx)));
+            .then(|| tokio::spawn(Worker::new(self.state.clone()).run(rx.clone())));
+        let rates = tokio::spawn(self.state.rates.clone().poll(rx));
         let result = self.server.await;
         let _ = tx.send(true);
         if let Some(w) = worker {
             let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), rates).await;
         self.state.db.close().await;
         result
     }
