@@ -279,6 +279,8 @@ impl Settings {
             ));
         }
         self.check_rates()?;
+        crate::domain::exchange::Pricing::from_settings(&self.fees, &self.exchange)
+            .map_err(ConfigError)?;
         if self.exchange.quote_ttl_secs == 0 {
             return Err(ConfigError(
                 "exchange.quote_ttl_secs must be at least 1".into(),

@@ -5,6 +5,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::db::Db;
+use crate::domain::exchange::Pricing;
 use crate::payout::sandbox::SandboxProvider;
 use crate::rates::Rates;
 use crate::state::AppState;
@@ -80,6 +81,8 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
     install_crypto_provider();
     let master_key = master_key(&settings)?;
     let rates = Rates::from_settings(&settings.rates, clock.clone())?;
+    let pricing =
+        Pricing::from_settings(&settings.fees, &settings.exchange).map_err(anyhow::Error::msg)?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(settings.callbacks.connect_timeout_secs))
@@ -97,6 +100,7 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         settings: Arc::new(settings),
         master_key,
         rates: Arc::new(rates),
+        pricing: Arc::new(pricing),
         payout,
         http,
         wake: Arc::new(Notify::new()),
