@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod balances;
+pub mod exchanges;
 pub mod jobs;
 pub mod limits;
 pub mod prefill;

@@ -1,4 +1,5 @@
 //! The business operations: thin handlers and workers call these; these call `db`.
 
+pub mod pricing;
 pub mod projects;
 pub mod withdrawals;

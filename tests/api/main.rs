@@ -6,6 +6,7 @@ mod auth;
 mod callbacks;
 mod cli;
 mod concurrency;
+mod exchange_withdrawals;
 mod helpers;
 mod validation;
 mod withdrawals;
