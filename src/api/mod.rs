@@ -5,6 +5,7 @@
 //! served without being documented.
 
 pub mod accounts;
+pub mod exchange;
 pub mod openapi;
 pub mod schema;
 pub mod withdrawals;
@@ -30,7 +31,9 @@ fn endpoints(cfg: &mut ServiceConfig<'_>) {
         .service(withdrawals::status)
         .service(withdrawals::cancel)
         .service(accounts::list)
-        .service(accounts::currencies);
+        .service(accounts::currencies)
+        .service(exchange::create_quota)
+        .service(exchange::make_exchange);
 }
 
 /// The `/api/v2` scope: the endpoints, plus the OpenAPI document and its reference page

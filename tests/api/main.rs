@@ -8,5 +8,6 @@ mod cli;
 mod concurrency;
 mod exchange_withdrawals;
 mod helpers;
+mod quotes;
 mod validation;
 mod withdrawals;
