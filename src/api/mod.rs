@@ -5,8 +5,10 @@
 //! served without being documented.
 
 pub mod accounts;
+pub mod balances;
 pub mod exchange;
 pub mod openapi;
+pub mod rates;
 pub mod schema;
 pub mod withdrawals;
 
@@ -31,7 +33,11 @@ fn endpoints(cfg: &mut ServiceConfig<'_>) {
         .service(withdrawals::status)
         .service(withdrawals::cancel)
         .service(accounts::list)
+        .service(balances::at_date)
         .service(accounts::currencies)
+        .service(rates::currency_rates)
+        .service(rates::currency_pairs)
+        .service(rates::rates)
         .service(exchange::create_quota)
         .service(exchange::make_exchange);
 }

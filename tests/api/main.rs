@@ -3,11 +3,13 @@
 //! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
 mod auth;
+mod balances;
 mod callbacks;
 mod cli;
 mod concurrency;
 mod exchange_withdrawals;
 mod helpers;
 mod quotes;
+mod rates;
 mod validation;
 mod withdrawals;
