@@ -28,7 +28,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"errors": {"amount": "must be a decimal string such as \"0.015\", not a JSON number"}}))]
 pub struct FieldErrorsBody {
-    pub errors: FieldErrors,
+    /// Field name to what is wrong with it.
+    pub errors: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

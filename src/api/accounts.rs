@@ -35,8 +35,10 @@ pub struct AccountLine {
     #[serde(rename = "type")]
     pub kind: CurrencyKindName,
     /// Available now.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub balance: String,
     /// Held by withdrawals in flight.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub held: String,
 }
 
@@ -58,6 +60,7 @@ pub struct CurrencyInfo {
     /// The asset ticker (`USDT` for `USDTT` and `USDTE`).
     pub currency: String,
     pub decimals: u32,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub min_withdrawal: String,
     pub tag_supported: bool,
 }
@@ -67,8 +70,11 @@ pub struct CurrenciesResponse {
     pub data: Vec<CurrencyInfo>,
 }
 
+/// Check the credentials.
+///
 /// Checks the credentials: `{"message": "OK"}`.
 #[utoipa::path(
+    operation_id = "ping",
     tag = "Account",
     responses(
         (status = 200, body = MessageBody, example = json!({"message": "OK"})),
@@ -88,9 +94,12 @@ pub async fn ping(
     }))
 }
 
+/// Current balances.
+///
 /// Every crypto currency (and any fiat balance the project has) with the available balance
 /// (`balance`) and the amount held by withdrawals in flight (`held`).
 #[utoipa::path(
+    operation_id = "listAccounts",
     tag = "Account",
     responses(
         (status = 200, body = AccountsResponse),
@@ -126,8 +135,11 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(AccountsResponse { data }))
 }
 
+/// Supported currencies.
+///
 /// Every currency Countersign knows, optionally only `crypto` or `fiat` ones.
 #[utoipa::path(
+    operation_id = "listCurrencies",
     tag = "Currencies",
     request_body = CurrenciesListRequest,
     responses(

@@ -60,11 +60,14 @@ fn currencies(body: &Value) -> Result<Vec<Currency>, ApiError> {
         .collect()
 }
 
+/// Balances at the end of a date.
+///
 /// Balances at the end of a UTC date (23:59:59.999), or now when no date (or today) is given.
 ///
 /// Each balance is the one after the last ledger movement before that instant, so any past
 /// date is answered exactly, whatever happened since.
 #[utoipa::path(
+    operation_id = "balancesAtDate",
     tag = "Account",
     request_body = BalancesRequest,
     responses(

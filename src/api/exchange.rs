@@ -34,16 +34,22 @@ pub struct QuoteView {
     pub expire_timestamp: i64,
     pub from_coin: String,
     /// Taken from the `from_coin` balance.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub from_amount: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub request_amount: String,
     pub request_coin: String,
     pub to_coin: String,
     /// Added to the `to_coin` balance (after the fee).
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub to_amount: String,
     /// `to_coin` per one `from_coin`.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub exchange_rate: String,
     /// `from_coin` per one `to_coin`.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub reverse_exchange_rate: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub fee_amount: String,
     /// Fees are charged in the currency received.
     pub fee_coin: String,
@@ -59,10 +65,14 @@ pub struct ExchangeView {
     pub id: i64,
     pub quote_id: String,
     pub from_coin: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub from_amount: String,
     pub to_coin: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub to_amount: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub exchange_rate: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub fee_amount: String,
     pub fee_coin: String,
     pub created_at: String,
@@ -168,6 +178,8 @@ fn parse(body: &Value) -> Result<Parsed, ApiError> {
     Ok(Parsed { from, to, amount })
 }
 
+/// Create an exchange quote.
+///
 /// Prices a conversion between two of the project's balances, fixed for 60 seconds
 /// (`exchange.quote_ttl_secs`).
 ///
@@ -175,6 +187,7 @@ fn parse(body: &Value) -> Result<Parsed, ApiError> {
 /// follows from the rate and the fee. With `request_coin` = `to_coin`, `to_amount` is exactly
 /// `request_amount` and `from_amount` is what it takes. Creating a quote moves no money.
 #[utoipa::path(
+    operation_id = "createQuote",
     tag = "Exchange",
     request_body = QuoteRequest,
     responses(
@@ -200,9 +213,12 @@ pub async fn create_quota(
     Ok(HttpResponse::Ok().json(quote_view(&q)))
 }
 
+/// Execute an exchange quote.
+///
 /// Executes a quote: `from_amount` leaves the `from_coin` balance and `to_amount` arrives on
 /// the `to_coin` balance, at the quoted rate. A quote is executed once, before it expires.
 #[utoipa::path(
+    operation_id = "makeExchange",
     tag = "Exchange",
     request_body = MakeExchangeRequest,
     responses(

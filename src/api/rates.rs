@@ -53,7 +53,9 @@ pub struct CurrencyRef {
 pub struct PairRate {
     pub currency_from: CurrencyRef,
     pub currency_to: CurrencyRef,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub rate_from: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub rate_to: String,
 }
 
@@ -73,8 +75,11 @@ fn table(state: &AppState) -> Result<(Arc<RateTable>, bool), ApiError> {
     state.rates.latest().map_err(rates_unavailable)
 }
 
+/// Most recent rates in the base currency.
+///
 /// The value of one unit of every priced currency in the project's base currency.
 #[utoipa::path(
+    operation_id = "rates",
     tag = "Rates",
     responses(
         (status = 200, body = RatesResponse),
@@ -166,8 +171,11 @@ fn pairs(
     Ok(out)
 }
 
+/// Rates of currency pairs.
+///
 /// The most recent rate of every pair of priced currencies, optionally filtered.
 #[utoipa::path(
+    operation_id = "currencyRates",
     tag = "Rates",
     request_body = PairFilterRequest,
     responses(
@@ -196,9 +204,12 @@ pub async fn currency_rates(
     }))
 }
 
+/// Exchangeable currency pairs.
+///
 /// The pairs that can be exchanged (by quotes and withdrawals with exchange), with their
 /// current rates.
 #[utoipa::path(
+    operation_id = "currencyPairs",
     tag = "Rates",
     request_body = PairFilterRequest,
     responses(

@@ -54,10 +54,12 @@ pub struct WithdrawalView {
     /// The request's currency: the balance debited.
     pub currency: String,
     /// The request's amount, in `currency`.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub amount: String,
     /// The payout currency of a withdrawal with exchange; `null` otherwise.
     pub convert_to: Option<String>,
     /// Every fee, in `fee_currency` (the payout currency).
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub fee: String,
     pub fee_currency: String,
     /// The fees itemized as in callbacks (empty when there are none).
@@ -68,6 +70,7 @@ pub struct WithdrawalView {
     /// What the address receives.
     pub currency_received: CurrencyAmount,
     /// With exchange: `convert_to` per one `currency`, fixed at creation.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub exchange_rate: Option<String>,
     pub address: String,
     pub tag: Option<String>,
@@ -168,6 +171,8 @@ pub fn status_view(w: &Withdrawal) -> WithdrawalStatusView {
     }
 }
 
+/// Withdraw crypto, optionally converted from another balance.
+///
 /// Creates a withdrawal (optionally with exchange), or returns the original answer when the
 /// same request is repeated.
 ///
@@ -176,6 +181,7 @@ pub fn status_view(w: &Withdrawal) -> WithdrawalStatusView {
 /// with the reasons. With `convert_to`, the amount is converted at the current rate (fixed
 /// now) minus the configured fees; limits count its base-currency value.
 #[utoipa::path(
+    operation_id = "createWithdrawal",
     tag = "Withdrawals",
     request_body = WithdrawalRequest,
     responses(
@@ -220,8 +226,11 @@ async fn find(state: &AppState, project_id: &str, body: &Value) -> Result<Withdr
         .ok_or_else(|| ApiError::NotFound(format!("Withdrawal with foreign_id {foreign_id:?}")))
 }
 
+/// A withdrawal's current status.
+///
 /// A withdrawal as it is now: status, txid once paid, error once declined or cancelled.
 #[utoipa::path(
+    operation_id = "withdrawalStatus",
     tag = "Withdrawals",
     request_body = ForeignIdRequest,
     responses(
@@ -246,9 +255,12 @@ pub async fn status(
     }))
 }
 
+/// Cancel a pending withdrawal.
+///
 /// Cancels a pending withdrawal: its hold is released and a `cancelled` callback is sent.
 /// Repeating the cancel returns the cancelled withdrawal again.
 #[utoipa::path(
+    operation_id = "cancelWithdrawal",
     tag = "Withdrawals",
     request_body = ForeignIdRequest,
     responses(

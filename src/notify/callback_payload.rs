@@ -83,6 +83,7 @@ pub struct CryptoAddress {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CurrencyAmount {
     pub currency: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub amount: String,
 }
 
@@ -122,6 +123,7 @@ pub struct BlockchainTransaction {
     pub kind: WithdrawalTxType,
     pub address: String,
     pub tag: Option<String>,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub amount: String,
     /// Set once the payout rail has it.
     pub txid: Option<String>,
@@ -139,8 +141,10 @@ pub struct ExchangeTransaction {
     pub transaction_type: ExchangeKind,
     #[serde(rename = "type")]
     pub kind: ExchangeKind,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub amount: String,
     /// What the address receives (after fees).
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub amount_to: String,
 }
 
@@ -151,6 +155,7 @@ pub struct FeeItem {
     #[serde(rename = "type")]
     pub kind: String,
     pub currency: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub amount: String,
 }
 

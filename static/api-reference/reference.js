@@ -11,11 +11,19 @@
       if (k === "class") e.className = v;
       else e.setAttribute(k, v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       e.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
     }
     return e;
+  }
+
+  // Appends the children that exist.
+  function add(parent, ...children) {
+    for (const c of children.flat(Infinity)) {
+      if (c) parent.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return parent;
   }
 
   // Text with `code` spans, as the descriptions use them.
@@ -92,9 +100,7 @@
     const t = typeLabel(schema);
     box.appendChild(el("div", { class: "type" }, "Schema: ", typeof t === "string" ? el("span", {}, t) : t));
     const resolved = schema.$ref ? doc.components.schemas[refName(schema.$ref)] : schema;
-    const table = fieldsTable(resolved);
-    if (table) box.appendChild(table);
-    return box;
+    return add(box, fieldsTable(resolved));
   }
 
   function example(value) {
@@ -127,8 +133,7 @@
     const body = op.requestBody && op.requestBody.content && op.requestBody.content["application/json"];
     if (body) {
       sec.appendChild(el("h4", {}, "Request body"));
-      sec.appendChild(schemaBlock(body.schema, doc));
-      sec.appendChild(example(exampleOf(body, doc)));
+      add(sec, schemaBlock(body.schema, doc), example(exampleOf(body, doc)));
     }
     sec.appendChild(el("h4", {}, "Responses"));
     for (const [code, resp] of Object.entries(op.responses || {})) {
@@ -154,7 +159,9 @@
     const schemes = (doc.components && doc.components.securitySchemes) || {};
     const auth = el("section", { id: "auth" }, el("h2", {}, "Authentication"));
     for (const [name, s] of Object.entries(schemes)) {
-      auth.appendChild(el("p", {}, el("strong", {}, name), ": header ", el("code", {}, s.name || ""), ". ", s.description || ""));
+      const line = prose(s.description || "");
+      line.insertBefore(el("span", {}, el("strong", {}, name), ": header ", el("code", {}, s.name || ""), ". "), line.firstChild);
+      auth.appendChild(line);
     }
     content.appendChild(auth);
 
@@ -199,9 +206,7 @@
       if (s.description) box.appendChild(prose(s.description));
       const t = typeLabel(s);
       if (!s.properties) box.appendChild(el("div", { class: "type" }, typeof t === "string" ? el("span", {}, t) : t));
-      const table = fieldsTable(s);
-      if (table) box.appendChild(table);
-      box.appendChild(example(s.example));
+      add(box, fieldsTable(s), example(s.example));
       schemas.appendChild(box);
     }
     content.appendChild(schemas);
@@ -221,6 +226,9 @@
     })
     .then(render)
     .catch((e) => {
-      document.getElementById("status").textContent = "Could not load the document: " + e.message;
+      const content = document.getElementById("content");
+      content.textContent = "";
+      content.appendChild(el("p", { id: "status" }, "Could not show the document: " + e.message));
+      console.error(e);
     });
 })();

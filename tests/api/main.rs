@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod exchange_withdrawals;
 mod helpers;
+mod openapi;
 mod quotes;
 mod rates;
 mod validation;
