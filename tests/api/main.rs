@@ -12,5 +12,6 @@ mod helpers;
 mod openapi;
 mod quotes;
 mod rates;
+mod schema_check;
 mod validation;
 mod withdrawals;
