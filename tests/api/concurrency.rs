@@ -200,9 +200,12 @@ async fn exchange_and_plain_withdrawals_racing_count_every_one_in_the_limit_wind
             })
         })
         .collect();
-    let mut accepted = (0, 0);
+    let (mut accepted, mut paid) = ((0, 0), Vec::new());
     for (i, t) in tasks.into_iter().enumerate() {
         let (code, v) = t.await.unwrap();
+        if code == 200 {
+            paid.push(v["data"]["foreign_id"].as_str().unwrap().to_string());
+        }
         match (code, i % 2) {
             (200, 0) => accepted.0 += 1,
             (200, _) => accepted.1 += 1,
@@ -227,6 +230,10 @@ async fn exchange_and_plain_withdrawals_racing_count_every_one_in_the_limit_wind
         amount.parse::<rust_decimal::Decimal>().unwrap(),
         "0.0286666".parse().unwrap()
     );
+    // Once every payout has settled, the ledger explains every balance.
+    for fid in &paid {
+        app.wait_for_status(fid, "confirmed").await;
+    }
     assert!(
         balances::reconcile(&app.state.db, app.project_id())
             .await

@@ -356,7 +356,8 @@ async fn from_a_crypto_balance_and_with_a_payout_currency_override() {
         v["data"]["fees"],
         json!([{"type": "fee_crypto_withdrawal_from_crypto", "currency": "BTC", "amount": "0.00010000"}])
     );
-    assert_eq!(app.balance("USDTT").await.1, "1000.00000000");
+    // Held, then debited when the payout confirms: either way 1000 USDTT stay available.
+    assert_eq!(app.balance("USDTT").await.0, "1000.00000000");
     // A BTC override (in BTC) applies to what is sent: 900 EUR -> 0.01475 BTC > 0.01.
     countersign::service::projects::set_limits(
         &app.state.db,
