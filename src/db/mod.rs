@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod audit_list;
 pub mod balances;
+pub mod exchanges;
 pub mod invites;
 pub mod jobs;
 pub mod limits;

@@ -4,16 +4,22 @@
 
 mod audit_page;
 mod auth;
+mod balances;
 mod browser;
 mod callbacks;
 mod cli;
 mod concurrency;
 mod email;
+mod exchange_withdrawals;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod invites;
+mod openapi;
 mod pages_browser;
 mod pages_withdrawals;
+mod quotes;
+mod rates;
+mod schema_check;
 mod settings;
 mod setup;
 mod signin;
