@@ -31,6 +31,13 @@ pub struct Cli {
 pub enum Command {
     /// Serve the APIs and run the background worker.
     Serve,
+    /// Serve a seeded demo (own SQLite file, recreated each start): people, balances,
+    /// withdrawals in every status, and a generator of signed API traffic.
+    Demo {
+        /// Do not submit a withdrawal every few seconds.
+        #[arg(long)]
+        no_traffic: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Projects (merchant accounts).
@@ -171,6 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     match cli.command {
         Command::Serve => serve(settings).await,
+        Command::Demo { no_traffic } => crate::demo::run(settings, !no_traffic).await,
         Command::Migrate => {
             open_db(&settings).await?;
             eprintln!("migrations applied");
@@ -341,6 +349,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let base_url = app.state().settings.base_url.clone();
     let handle = app.handle();
     tracing::info!(port = app.port(), %base_url, "Countersign is serving");
+    let now = app.state().now();
+    if let Some(token) = crate::web::setup::token_if_first_run(&app.state().db, now).await? {
+        println!(
+            "\nNo one can sign in yet. Open this one-time setup link (valid 24 hours) to create the first project and its owner:\n\n    {base_url}/setup/{token}\n"
+        );
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

@@ -37,6 +37,8 @@ pub struct Settings {
     pub rates: RateSettings,
     pub sessions: SessionSettings,
     pub smtp: SmtpSettings,
+    pub fees: FeeSettings,
+    pub exchange: ExchangeSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -120,10 +122,52 @@ pub struct WorkerSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateSettings {
-    /// The currency the table is expressed in.
+    /// `static` (the table below) or `http` (polls `http.url`).
+    pub source: String,
+    /// The currency the static table is expressed in.
     pub reference: String,
     /// Value of one unit of each currency in `reference` units, as decimal strings.
     pub table: BTreeMap<String, String>,
+    /// Live rates older than this are not used for conversions (the static table never ages).
+    pub max_age_secs: u64,
+    pub http: HttpRateSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpRateSettings {
+    /// A JSON endpoint answering `{"base": "EUR", "rates": {"BTC": "60000", ...}}`.
+    pub url: Option<String>,
+    pub poll_interval_secs: u64,
+    pub timeout_secs: u64,
+}
+
+/// One fee: a percentage of the amount plus a fixed part, both decimal strings.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeeSetting {
+    pub percent: String,
+    pub fixed: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeeSettings {
+    /// Per currency pair `"FROM/TO"` (or `"*"` for every other pair, percentage only): charged
+    /// on conversions, in the currency received (`fixed` is in TO units).
+    pub exchange: BTreeMap<String, FeeSetting>,
+    /// Per payout currency (one asset on one network: `BTC`, `USDTT`, ...; `"*"` for every
+    /// other, percentage only): charged on every payout, in that currency.
+    pub withdrawal: BTreeMap<String, FeeSetting>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExchangeSettings {
+    /// Pairs `"FROM/TO"` that can be exchanged; empty = every pair of priced currencies.
+    pub pairs: Vec<String>,
+    /// How long an exchange quote can be executed.
+    pub quote_ttl_secs: u64,
 }
 
 impl Default for Settings {
@@ -144,6 +188,27 @@ impl Default for Settings {
             rates: RateSettings::default(),
             sessions: SessionSettings::default(),
             smtp: SmtpSettings::default(),
+            fees: FeeSettings::default(),
+            exchange: ExchangeSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpRateSettings {
+    fn default() -> Self {
+        HttpRateSettings {
+            url: None,
+            poll_interval_secs: 60,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for ExchangeSettings {
+    fn default() -> Self {
+        ExchangeSettings {
+            pairs: Vec::new(),
+            quote_ttl_secs: 60,
         }
     }
 }
@@ -189,8 +254,7 @@ impl Default for WorkerSettings {
 
 impl Default for RateSettings {
     fn default() -> Self {
-        // Indicative EUR values; production deployments set their own (or, later, a live
-        // source). Stablecoins are close to one dollar.
+        // Indicative EUR values; production deployments set their own or use a live source. Stablecoins are close to one dollar.
         let table = [
             ("EUR", "1"),
             ("USD", "0.92"),
@@ -207,8 +271,11 @@ impl Default for RateSettings {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         RateSettings {
+            source: "static".into(),
             reference: "EUR".into(),
             table,
+            max_age_secs: 600,
+            http: HttpRateSettings::default(),
         }
     }
 }
@@ -263,6 +330,14 @@ impl Settings {
                 ));
             }
         }
+        self.check_rates()?;
+        crate::domain::exchange::Pricing::from_settings(&self.fees, &self.exchange)
+            .map_err(ConfigError)?;
+        if self.exchange.quote_ttl_secs == 0 {
+            return Err(ConfigError(
+                "exchange.quote_ttl_secs must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -276,6 +351,40 @@ impl Settings {
         url::Url::parse(&self.base_url)
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default()
+    }
+
+    fn check_rates(&self) -> Result<(), ConfigError> {
+        let r = &self.rates;
+        match r.source.as_str() {
+            "static" => Ok(()),
+            "http" => {
+                let url = r.http.url.as_deref().ok_or_else(|| {
+                    ConfigError("rates.source = \"http\" needs rates.http.url".into())
+                })?;
+                let u = url::Url::parse(url)
+                    .map_err(|e| ConfigError(format!("rates.http.url is not a URL: {e}")))?;
+                if !matches!(u.scheme(), "http" | "https") {
+                    return Err(ConfigError("rates.http.url must be http(s)".into()));
+                }
+                if r.http.poll_interval_secs == 0 || r.http.timeout_secs == 0 {
+                    return Err(ConfigError(
+                        "rates.http.poll_interval_secs and rates.http.timeout_secs must be at least 1"
+                            .into(),
+                    ));
+                }
+                if r.max_age_secs < r.http.poll_interval_secs {
+                    return Err(ConfigError(format!(
+                        "rates.max_age_secs ({}) must be at least rates.http.poll_interval_secs ({}): \
+                         otherwise rates go stale between two polls",
+                        r.max_age_secs, r.http.poll_interval_secs
+                    )));
+                }
+                Ok(())
+            }
+            other => Err(ConfigError(format!(
+                "rates.source must be \"static\" or \"http\", not {other:?}"
+            ))),
+        }
     }
 
     /// The SQLite file behind `database_url`, if it is SQLite.

@@ -6,7 +6,31 @@ use crate::db::DbError;
 use crate::domain::withdrawal::{FieldErrors, Refusal, RequestError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// 401 `{"message":"Unauthorized"}`, 403 `{"message":"Forbidden"}` (and `ping`'s `OK`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageBody {
+    pub message: String,
+}
+
+/// 400 business refusals (seed codes), 404 `resource_not_found`, 503 `service_unavailable` /
+/// `rates_unavailable`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"message": "Not enough money on balance", "error_code": "balance_not_enough"}))]
+pub struct ErrorBody {
+    pub message: String,
+    pub error_code: String,
+}
+
+/// 422: every field that is wrong, with what is wrong with it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"errors": {"amount": "must be a decimal string such as \"0.015\", not a JSON number"}}))]
+pub struct FieldErrorsBody {
+    /// Field name to what is wrong with it.
+    pub errors: std::collections::BTreeMap<String, String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,6 +46,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A refusal that will pass once a condition clears (503, with a code and reason).
+    #[error("temporarily refused: {code}: {message}")]
+    Temporary { code: &'static str, message: String },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -80,29 +107,41 @@ impl ResponseError for ApiError {
             ApiError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Refused { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Temporary { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = match self {
-            ApiError::Unauthorized => json!({"message": "Unauthorized"}),
-            ApiError::Forbidden => json!({"message": "Forbidden"}),
-            ApiError::Fields(f) => json!({"errors": f}),
-            ApiError::Refused { code, message } => json!({"message": message, "error_code": code}),
+        let message = |m: &str| MessageBody { message: m.into() };
+        let error = |m: String, code: &str| ErrorBody {
+            message: m,
+            error_code: code.into(),
+        };
+        let mut res = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized => res.json(message("Unauthorized")),
+            ApiError::Forbidden => res.json(message("Forbidden")),
+            ApiError::Fields(f) => res.json(FieldErrorsBody { errors: f.clone() }),
+            ApiError::Refused { code, message } | ApiError::Temporary { code, message } => {
+                res.json(error(message.clone(), code))
+            }
             ApiError::NotFound(what) => {
-                json!({"message": format!("{what} not found"), "error_code": "resource_not_found"})
+                res.json(error(format!("{what} not found"), "resource_not_found"))
             }
             ApiError::Unavailable(detail) => {
                 tracing::warn!(%detail, "service unavailable");
-                json!({"message": "Service temporarily unavailable, retry later", "error_code": "service_unavailable"})
+                res.json(error(
+                    "Service temporarily unavailable, retry later".into(),
+                    "service_unavailable",
+                ))
             }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                json!({"message": "Internal error", "error_code": "internal_error"})
+                res.json(error("Internal error".into(), "internal_error"))
             }
-        };
-        HttpResponse::build(self.status_code()).json(body)
+        }
     }
 }

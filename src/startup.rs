@@ -5,6 +5,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::db::Db;
+use crate::domain::exchange::Pricing;
 use crate::payout::sandbox::SandboxProvider;
 use crate::rates::Rates;
 use crate::state::AppState;
@@ -79,7 +80,9 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
 pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Result<AppState> {
     install_crypto_provider();
     let master_key = master_key(&settings)?;
-    let rates = Rates::from_settings(&settings.rates)?;
+    let rates = Rates::from_settings(&settings.rates, clock.clone())?;
+    let pricing =
+        Pricing::from_settings(&settings.fees, &settings.exchange).map_err(anyhow::Error::msg)?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(settings.callbacks.connect_timeout_secs))
@@ -101,6 +104,7 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         settings: Arc::new(settings),
         master_key,
         rates: Arc::new(rates),
+        pricing: Arc::new(pricing),
         payout,
         http,
         wake: Arc::new(Notify::new()),
@@ -131,6 +135,9 @@ impl Application {
             settings.base_url = format!("http://{addr}");
         }
         let state = build_state(settings, db, clock)?;
+        // A first fetch before serving, so a live source has rates from the first request (a
+        // failure is logged and retried by the poller; conversions are refused meanwhile).
+        let _ = state.rates.refresh().await;
         let server = http_server(state.clone(), listener)?;
         Ok(Application {
             port,
@@ -160,12 +167,14 @@ impl Application {
             .settings
             .worker
             .enabled
-            .then(|| tokio::spawn(Worker::new(self.state.clone()).run(rx)));
+            .then(|| tokio::spawn(Worker::new(self.state.clone()).run(rx.clone())));
+        let rates = tokio::spawn(self.state.rates.clone().poll(rx));
         let result = self.server.await;
         let _ = tx.send(true);
         if let Some(w) = worker {
             let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), rates).await;
         self.state.db.close().await;
         result
     }
@@ -187,7 +196,7 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
                 let method = req.method().clone();
-                let path = req.path().to_string();
+                let path = loggable_path(req.path());
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await;
@@ -203,6 +212,7 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
             .configure(crate::web::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .default_service(web::to(not_found_page))
     })
     .disable_signals()
     .shutdown_timeout(30)
@@ -211,8 +221,21 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
     Ok(server)
 }
 
+async fn not_found_page() -> Result<HttpResponse, crate::web::error::PageError> {
+    Err(crate::web::error::PageError::NotFound)
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Invitation links carry their secret token in the path: logged without it.
+fn loggable_path(path: &str) -> String {
+    if path.starts_with("/invite/") {
+        "/invite/{token}".to_string()
+    } else {
+        path.to_string()
+    }
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {

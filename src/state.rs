@@ -4,6 +4,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::db::Db;
+use crate::domain::exchange::Pricing;
 use crate::payout::PayoutProvider;
 use crate::rates::Rates;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub master_key: MasterKey,
     pub rates: Arc<Rates>,
+    /// Fees, exchangeable pairs, quote lifetime (from `fees.*` and `exchange.*`).
+    pub pricing: Arc<Pricing>,
     pub payout: Arc<dyn PayoutProvider>,
     /// For callbacks: redirects off, connect and total timeouts set.
     pub http: reqwest::Client,

@@ -1,25 +1,61 @@
 //! The merchant API under `/api/v2` (seeds 001/002): JSON over HTTPS, every request signed.
+//!
+//! Every endpoint is registered once, in [`merchant_api`]; the OpenAPI document is collected
+//! from those same registrations (each handler's `#[utoipa::path]`), so a route cannot be
+//! served without being documented.
 
 pub mod accounts;
+pub mod balances;
+pub mod exchange;
+pub mod openapi;
+pub mod rates;
+pub mod schema;
 pub mod withdrawals;
 
 use crate::db::audit::Origin;
 use crate::error::ApiError;
 use actix_web::{HttpRequest, web};
 use serde_json::Value;
+use utoipa_actix_web::OpenApiFactory;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub const PREFIX: &str = "/api/v2";
+
+/// The raw request body: signatures cover its exact bytes, so handlers parse it themselves.
+/// (An alias so that utoipa does not take a `Bytes` argument for the documented body: each
+/// handler declares its `request_body` type.)
+pub type RawBody = web::Bytes;
+
+/// The merchant endpoints, as registered with actix and collected for the document.
+fn endpoints(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(accounts::ping)
+        .service(withdrawals::create)
+        .service(withdrawals::status)
+        .service(withdrawals::cancel)
+        .service(accounts::list)
+        .service(balances::at_date)
+        .service(accounts::currencies)
+        .service(rates::currency_rates)
+        .service(rates::currency_pairs)
+        .service(rates::rates)
+        .service(exchange::create_quota)
+        .service(exchange::make_exchange);
+}
+
+/// The `/api/v2` scope: the endpoints, plus the OpenAPI document and its reference page
+/// (served, not themselves merchant endpoints).
+pub fn merchant_api() -> impl actix_web::dev::HttpServiceFactory + OpenApiFactory + 'static {
+    utoipa_actix_web::scope(PREFIX)
+        .app_data(web::PayloadConfig::new(64 * 1024))
+        .configure(endpoints)
+        .route("/openapi.json", web::get().to(openapi::document))
+        .route("/docs", web::get().to(openapi::reference_page))
+        .route("/docs/{asset}", web::get().to(openapi::reference_asset))
+        .default_service(web::to(not_found))
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v2")
-            .app_data(web::PayloadConfig::new(64 * 1024))
-            .route("/ping", web::get().to(accounts::ping))
-            .route("/withdrawal/crypto", web::post().to(withdrawals::create))
-            .route("/withdrawal/status", web::post().to(withdrawals::status))
-            .route("/withdrawal/cancel", web::post().to(withdrawals::cancel))
-            .route("/accounts/list", web::post().to(accounts::list))
-            .route("/currencies/list", web::post().to(accounts::currencies))
-            .default_service(web::to(not_found)),
-    );
+    cfg.service(merchant_api());
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -45,6 +81,16 @@ pub fn required_str<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         None | Some(Value::Null) => Err(ApiError::field(name, "is required")),
         Some(Value::String(_)) => Err(ApiError::field(name, "is required")),
+        Some(_) => Err(ApiError::field(name, "must be a string")),
+    }
+}
+
+/// An optional string field: absent, `null` and `""` are `None`.
+pub fn optional_str<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError::field(name, "must be a string")),
     }
 }

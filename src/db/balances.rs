@@ -13,6 +13,10 @@ pub enum LedgerKind {
     Hold,
     Release,
     Debit,
+    /// Taken from the available balance by a conversion (make-exchange).
+    ExchangeOut,
+    /// Added to the available balance by a conversion.
+    ExchangeIn,
 }
 
 impl LedgerKind {
@@ -22,6 +26,8 @@ impl LedgerKind {
             LedgerKind::Hold => "hold",
             LedgerKind::Release => "release",
             LedgerKind::Debit => "debit",
+            LedgerKind::ExchangeOut => "exchange_out",
+            LedgerKind::ExchangeIn => "exchange_in",
         }
     }
 }
@@ -102,12 +108,59 @@ pub async fn apply(
     withdrawal_id: Option<i64>,
     now: i64,
 ) -> Result<Balance, BalanceError> {
-    let (available, held) = match kind {
-        LedgerKind::Credit => (current.available + amount, current.held),
-        LedgerKind::Hold => (current.available - amount, current.held + amount),
-        LedgerKind::Release => (current.available + amount, current.held - amount),
-        LedgerKind::Debit => (current.available, current.held - amount),
+    let source = Source {
+        withdrawal_id,
+        exchange_id: None,
     };
+    movement(tx, project_id, currency, current, kind, amount, source, now).await
+}
+
+/// [`apply`] for the two sides of a conversion between balances.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_exchange(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    kind: LedgerKind,
+    amount: Decimal,
+    exchange_id: i64,
+    now: i64,
+) -> Result<Balance, BalanceError> {
+    let source = Source {
+        withdrawal_id: None,
+        exchange_id: Some(exchange_id),
+    };
+    movement(tx, project_id, currency, current, kind, amount, source, now).await
+}
+
+/// What caused a movement.
+struct Source {
+    withdrawal_id: Option<i64>,
+    exchange_id: Option<i64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn movement(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    kind: LedgerKind,
+    amount: Decimal,
+    source: Source,
+    now: i64,
+) -> Result<Balance, BalanceError> {
+    let overflow = || BalanceError::Db(corrupt("balances", "amount overflow"));
+    let (a, h) = (current.available, current.held);
+    let (available, held) = match kind {
+        LedgerKind::Credit | LedgerKind::ExchangeIn => (a.checked_add(amount), Some(h)),
+        LedgerKind::Hold => (a.checked_sub(amount), h.checked_add(amount)),
+        LedgerKind::Release => (a.checked_add(amount), h.checked_sub(amount)),
+        LedgerKind::Debit => (Some(a), h.checked_sub(amount)),
+        LedgerKind::ExchangeOut => (a.checked_sub(amount), Some(h)),
+    };
+    let (available, held) = (available.ok_or_else(overflow)?, held.ok_or_else(overflow)?);
     if available < Decimal::ZERO || held < Decimal::ZERO {
         return Err(BalanceError::Insufficient);
     }
@@ -135,14 +188,15 @@ pub async fn apply(
         .into());
     }
     sqlx::query(
-        "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, available_after, held_after, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(project_id)
     .bind(currency)
     .bind(kind.as_str())
     .bind(amount.normalize().to_string())
-    .bind(withdrawal_id)
+    .bind(source.withdrawal_id)
+    .bind(source.exchange_id)
     .bind(&available_s)
     .bind(&held_s)
     .bind(now)
@@ -182,6 +236,33 @@ pub async fn list(db: &Db, project_id: &str) -> Result<Vec<BalanceLine>, DbError
         .collect()
 }
 
+/// A balance as it stood just before `before` (epoch ms): the balance after the last ledger
+/// entry earlier than that instant; `None` if the balance had no entry yet.
+pub async fn at(
+    db: &Db,
+    project_id: &str,
+    currency: &str,
+    before: i64,
+) -> Result<Option<(Decimal, Decimal)>, DbError> {
+    let row = sqlx::query(
+        "SELECT available_after, held_after FROM ledger_entries
+         WHERE project_id = $1 AND currency = $2 AND created_at < $3
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .bind(currency)
+    .bind(before)
+    .fetch_optional(db.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let a: String = row.try_get("available_after")?;
+    let h: String = row.try_get("held_after")?;
+    Ok(Some((
+        db_decimal(&a).map_err(|_| corrupt("ledger_entries.available_after", &a))?,
+        db_decimal(&h).map_err(|_| corrupt("ledger_entries.held_after", &h))?,
+    )))
+}
+
 /// Checks that every balance equals the sum of its ledger entries (used by tests and the
 /// `verify` tooling): returns the currencies that disagree.
 pub async fn reconcile(db: &Db, project_id: &str) -> Result<Vec<String>, DbError> {
@@ -199,7 +280,8 @@ pub async fn reconcile(db: &Db, project_id: &str) -> Result<Vec<String>, DbError
         let amount = db_decimal(&amount).map_err(|_| corrupt("ledger_entries.amount", &amount))?;
         let s = sums.entry(currency).or_default();
         match kind.as_str() {
-            "credit" => s.0 += amount,
+            "credit" | "exchange_in" => s.0 += amount,
+            "exchange_out" => s.0 -= amount,
             "hold" => {
                 s.0 -= amount;
                 s.1 += amount;

@@ -142,9 +142,48 @@ pub async fn usage(
     })
 }
 
-/// Adds (or, with negative figures, removes) a withdrawal to a bucket. Callers hold the
-/// balance lock of the same project and currency, which serializes these read-modify-writes.
+/// Reads a bucket's totals and keeps the row locked until commit (creating it at zero first),
+/// so read-modify-writes of one bucket are serialized even between transactions that hold
+/// different balances (a withdrawal with exchange holds its source balance but counts in its
+/// payout currency). Take it after the balance lock.
+pub async fn lock_usage(
+    db: &Db,
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+    bucket: &str,
+) -> Result<Usage, DbError> {
+    sqlx::query(
+        "INSERT INTO limit_usage (project_id, scope, currency, bucket, amount, base_amount)
+         VALUES ($1, $2, $3, $4, '0', '0')
+         ON CONFLICT (project_id, scope, currency, bucket) DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(currency)
+    .bind(bucket)
+    .execute(&mut **tx)
+    .await?;
+    if db.engine() == super::Engine::Postgres {
+        sqlx::query(
+            "SELECT amount FROM limit_usage
+             WHERE project_id = $1 AND scope = $2 AND currency = $3 AND bucket = $4 FOR UPDATE",
+        )
+        .bind(project_id)
+        .bind(scope.as_str())
+        .bind(currency)
+        .bind(bucket)
+        .execute(&mut **tx)
+        .await?;
+    }
+    usage(tx, project_id, scope, currency, bucket).await
+}
+
+/// Adds (or, with negative figures, removes) a withdrawal to a bucket, under the bucket's
+/// row lock.
 pub async fn add_usage(
+    db: &Db,
     tx: &mut Tx,
     project_id: &str,
     scope: Scope,
@@ -152,7 +191,7 @@ pub async fn add_usage(
     bucket: &str,
     delta: Usage,
 ) -> Result<(), DbError> {
-    let cur = usage(tx, project_id, scope, currency, bucket).await?;
+    let cur = lock_usage(db, tx, project_id, scope, currency, bucket).await?;
     let total = Usage {
         amount: (cur.amount + delta.amount).max(Decimal::ZERO),
         base_amount: (cur.base_amount + delta.base_amount).max(Decimal::ZERO),
@@ -160,7 +199,7 @@ pub async fn add_usage(
     put_usage(tx, project_id, scope, currency, bucket, total).await
 }
 
-/// Writes a bucket's new total (the caller read the old one under the balance lock).
+/// Writes a bucket's new total (the caller read the old one with [`lock_usage`]).
 pub async fn put_usage(
     tx: &mut Tx,
     project_id: &str,
@@ -184,4 +223,48 @@ pub async fn put_usage(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// One limit row, read in the caller's transaction (for before/after records).
+pub async fn get_in(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+) -> Result<Option<LimitSet>, DbError> {
+    let row = sqlx::query(
+        "SELECT per_operation, per_hour, per_day FROM limits
+         WHERE project_id = $1 AND scope = $2 AND currency = $3",
+    )
+    .bind(project_id)
+    .bind(scope.as_str())
+    .bind(currency)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok(LimitSet {
+            per_operation: opt_decimal(&r, "per_operation")?,
+            per_hour: opt_decimal(&r, "per_hour")?,
+            per_day: opt_decimal(&r, "per_day")?,
+        })
+    })
+    .transpose()
+}
+
+/// Removes one limit row (a currency override; the currency falls back to the scope's
+/// base-currency limits). False if there was none.
+pub async fn delete(
+    tx: &mut Tx,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+) -> Result<bool, DbError> {
+    let r =
+        sqlx::query("DELETE FROM limits WHERE project_id = $1 AND scope = $2 AND currency = $3")
+            .bind(project_id)
+            .bind(scope.as_str())
+            .bind(currency)
+            .execute(&mut **tx)
+            .await?;
+    Ok(r.rows_affected() == 1)
 }

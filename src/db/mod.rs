@@ -4,11 +4,16 @@
 //! function here.
 
 pub mod activity;
+pub mod api_keys;
 pub mod audit;
+pub mod audit_list;
 pub mod balances;
+pub mod exchanges;
+pub mod invites;
 pub mod jobs;
 pub mod limits;
 pub mod prefill;
+pub mod project_settings;
 pub mod projects;
 pub mod sessions;
 pub mod users;

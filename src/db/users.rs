@@ -419,11 +419,12 @@ pub async fn count_usable_rights(db: &Db, project_id: &str) -> Result<usize, DbE
         .count())
 }
 
+/// Active owners: an invited owner who has not accepted yet cannot run the project.
 pub async fn count_owners(db: &Db, project_id: &str) -> Result<usize, DbError> {
     Ok(list(db, project_id)
         .await?
         .iter()
-        .filter(|u| u.is_owner() && u.status != "removed")
+        .filter(|u| u.is_owner() && u.status == "active")
         .count())
 }
 

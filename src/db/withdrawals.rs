@@ -38,9 +38,44 @@ pub struct Withdrawal {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// For a withdrawal with exchange: the balance debited and the conversion.
+    pub exchange: Option<WithdrawalExchange>,
+    /// When the rates the withdrawal was valued (and converted) with were fetched.
+    pub rates_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id, currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate, status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at, created_at, updated_at";
+/// The conversion of a withdrawal with exchange, fixed at creation. The withdrawal's
+/// `currency`/`amount`/`fee` are the payout side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawalExchange {
+    /// The `exchanges` row (the `exchange` transaction in callbacks).
+    pub id: i64,
+    /// The balance held and debited (the request's `currency`).
+    pub from_currency: String,
+    /// Exactly the request's `amount`.
+    pub from_amount: Decimal,
+    /// Payout currency per one `from_currency`.
+    pub rate: Decimal,
+    /// The exchange fee, in the payout currency (`fee` is the withdrawal fee).
+    pub fee: Decimal,
+}
+
+impl Withdrawal {
+    /// The balance this withdrawal holds (and debits when paid), and how much.
+    pub fn held(&self) -> (&str, Decimal) {
+        match &self.exchange {
+            Some(x) => (&x.from_currency, x.from_amount),
+            None => (&self.currency, self.amount + self.fee),
+        }
+    }
+
+    /// Every fee, in the payout currency.
+    pub fn total_fee(&self) -> Decimal {
+        self.fee + self.exchange.as_ref().map_or(Decimal::ZERO, |x| x.fee)
+    }
+}
+
+const COLUMNS: &str = "id, project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id, currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate, status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at, created_at, updated_at, source_currency, source_amount, exchange_rate, exchange_fee, exchange_id, rates_at";
 
 fn dec(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Decimal, DbError> {
     let s: String = row.try_get(col)?;
@@ -50,6 +85,28 @@ fn dec(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Decimal, DbError> {
 fn status(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Status, DbError> {
     let s: String = row.try_get(col)?;
     Status::parse(&s).ok_or_else(|| corrupt(col, s))
+}
+
+fn opt_dec(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Option<Decimal>, DbError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| db_decimal(&s).map_err(|_| corrupt(col, s)))
+        .transpose()
+}
+
+fn exchange(row: &sqlx::any::AnyRow) -> Result<Option<WithdrawalExchange>, DbError> {
+    let Some(from_currency) = row.try_get::<Option<String>, _>("source_currency")? else {
+        return Ok(None);
+    };
+    let missing = |col: &'static str| corrupt(col, "NULL on a withdrawal with exchange");
+    Ok(Some(WithdrawalExchange {
+        id: row
+            .try_get::<Option<i64>, _>("exchange_id")?
+            .ok_or_else(|| missing("exchange_id"))?,
+        from_currency,
+        from_amount: opt_dec(row, "source_amount")?.ok_or_else(|| missing("source_amount"))?,
+        rate: opt_dec(row, "exchange_rate")?.ok_or_else(|| missing("exchange_rate"))?,
+        fee: opt_dec(row, "exchange_fee")?.ok_or_else(|| missing("exchange_fee"))?,
+    }))
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
@@ -85,6 +142,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        exchange: exchange(row)?,
+        rates_at: row.try_get("rates_at")?,
     })
 }
 
@@ -95,9 +154,10 @@ pub async fn insert(tx: &mut Tx, w: &Withdrawal) -> Result<i64, DbError> {
         "INSERT INTO withdrawals (project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id,
             currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate,
             status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at,
-            created_at, updated_at)
+            created_at, updated_at, source_currency, source_amount, exchange_rate, exchange_fee, exchange_id,
+            rates_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-            $21, $22, $23, $24, $25, $26, $27)
+            $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)
          RETURNING id",
     )
     .bind(&w.project_id)
@@ -127,6 +187,12 @@ pub async fn insert(tx: &mut Tx, w: &Withdrawal) -> Result<i64, DbError> {
     .bind(w.expires_at)
     .bind(w.created_at)
     .bind(w.updated_at)
+    .bind(w.exchange.as_ref().map(|x| x.from_currency.clone()))
+    .bind(w.exchange.as_ref().map(|x| x.from_amount.to_string()))
+    .bind(w.exchange.as_ref().map(|x| x.rate.to_string()))
+    .bind(w.exchange.as_ref().map(|x| x.fee.to_string()))
+    .bind(w.exchange.as_ref().map(|x| x.id))
+    .bind(w.rates_at)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.try_get("id")?)

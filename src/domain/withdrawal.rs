@@ -146,11 +146,14 @@ pub enum RequestError {
     Refused(Refusal),
 }
 
-/// A withdrawal request that has passed every check that needs no database.
+/// A withdrawal request that has passed every check that needs no database (or rates).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWithdrawal {
     pub foreign_id: String,
+    /// In the request's `currency`: the balance debited.
     pub amount: Amount,
+    /// What the address receives: `convert_to`, or `currency` itself.
+    pub payout: Currency,
     pub address: Address,
     pub tag: Option<String>,
     pub end_user_reference: Option<String>,
@@ -177,14 +180,6 @@ impl NewWithdrawal {
             .or_else(|| optional_text(obj, "memo", &mut errors));
         let end_user_reference = optional_text(obj, "end_user_reference", &mut errors);
         let convert_to = optional_text(obj, "convert_to", &mut errors);
-        if let (Some(cur), Some(conv)) = (&currency, &convert_to) {
-            if !conv.eq_ignore_ascii_case(cur) {
-                errors.insert(
-                    "convert_to".into(),
-                    "withdrawal with exchange is not available on this installation; send currency equal to the payout currency".into(),
-                );
-            }
-        }
         if let Some(a) = obj.get("amount") {
             if a.is_number() {
                 errors.insert(
@@ -203,59 +198,107 @@ impl NewWithdrawal {
         }
 
         let refuse = |code, msg: String| RequestError::Refused(Refusal::new(code, msg));
-        let currency = match Currency::parse(&currency) {
-            Some(c) if c.kind() == CurrencyKind::Crypto => c,
-            _ => {
-                return Err(refuse(
-                    "coin_not_supported",
-                    format!("Currency {currency} is not supported for withdrawals"),
-                ));
+        let crypto = |c: &Currency| c.kind() == CurrencyKind::Crypto;
+        let exchange = convert_to
+            .as_deref()
+            .filter(|c| !c.trim().eq_ignore_ascii_case(currency.trim()));
+        let (source, payout) = match exchange {
+            // With exchange: any balance, converted into a crypto currency.
+            Some(to) => {
+                let source = Currency::parse(&currency).ok_or_else(|| {
+                    refuse(
+                        "coin_not_supported",
+                        format!("Currency {currency} is not supported"),
+                    )
+                })?;
+                let payout = Currency::parse(to).filter(crypto).ok_or_else(|| {
+                    refuse(
+                        "coin_not_supported",
+                        format!("convert_to {to} is not supported: withdrawals pay out a crypto currency ({})", crypto_list()),
+                    )
+                })?;
+                (source, payout)
+            }
+            None => {
+                let c = Currency::parse(&currency).filter(crypto).ok_or_else(|| {
+                    refuse(
+                        "coin_not_supported",
+                        format!(
+                            "Currency {currency} is not supported for withdrawals; to pay out from a fiat balance, set convert_to to the crypto currency to send"
+                        ),
+                    )
+                })?;
+                (c, c)
             }
         };
-        let amount = Amount::parse(currency, &amount).map_err(|e| match e {
+        let amount = Amount::parse(source, &amount).map_err(|e| match e {
             AmountError::TooLow { .. } => refuse("amount_too_low", e.to_string()),
             other => refuse("invalid_amount", other.to_string()),
         })?;
-        amount
-            .check_min_withdrawal()
-            .map_err(|e| refuse("amount_too_low", e.to_string()))?;
-        let network = currency
+        // With exchange, the payout minimum applies to the converted amount (checked once
+        // the rate is known).
+        if source == payout {
+            amount
+                .check_min_withdrawal()
+                .map_err(|e| refuse("amount_too_low", e.to_string()))?;
+        }
+        let network = payout
             .network()
-            .ok_or_else(|| refuse("coin_not_supported", format!("{currency} has no network")))?;
+            .ok_or_else(|| refuse("coin_not_supported", format!("{payout} has no network")))?;
         let address = Address::parse(network, &address)
             .map_err(|e| refuse("invalid_address", format!("address {e}")))?;
-        if tag.is_some() && !currency.takes_tag() {
+        if tag.is_some() && !payout.takes_tag() {
             let mut e = FieldErrors::new();
             e.insert(
                 "tag".into(),
-                format!("{currency} payouts do not take a tag or memo"),
+                format!("{payout} payouts do not take a tag or memo"),
             );
             return Err(RequestError::Fields(e));
         }
         Ok(NewWithdrawal {
             foreign_id,
             amount,
+            payout,
             address,
             tag,
             end_user_reference,
         })
     }
 
+    /// The request's `currency`: the balance debited.
     pub fn currency(&self) -> Currency {
         self.amount.currency()
     }
 
+    pub fn is_exchange(&self) -> bool {
+        self.payout != self.currency()
+    }
+
     /// What makes two requests "the same request": everything but the foreign id, normalized.
     pub fn fingerprint(&self) -> String {
-        let canonical = serde_json::json!([
+        let mut canonical = serde_json::json!([
             self.currency().code(),
             self.amount.to_canonical(),
             self.address.as_str(),
             self.tag,
             self.end_user_reference,
         ]);
+        if self.is_exchange() {
+            if let Some(parts) = canonical.as_array_mut() {
+                parts.push(self.payout.code().into());
+            }
+        }
         crate::crypto::sha256_hex(canonical.to_string().as_bytes())
     }
+}
+
+fn crypto_list() -> String {
+    Currency::ALL
+        .into_iter()
+        .filter(|c| c.kind() == CurrencyKind::Crypto)
+        .map(Currency::code)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn text_field(
@@ -373,6 +416,19 @@ mod tests {
         };
         assert_eq!(code(json!({"currency": "DOGE"})), "coin_not_supported");
         assert_eq!(code(json!({"currency": "EUR"})), "coin_not_supported");
+        assert_eq!(code(json!({"convert_to": "EUR"})), "coin_not_supported");
+        assert_eq!(
+            code(json!({"currency": "EUR", "convert_to": "USD"})),
+            "coin_not_supported"
+        );
+        assert_eq!(
+            code(json!({"currency": "EUR", "convert_to": "BTC", "amount": "1.001"})),
+            "invalid_amount"
+        );
+        assert_eq!(
+            code(json!({"currency": "EUR", "convert_to": "ETH"})),
+            "invalid_address"
+        );
         assert_eq!(code(json!({"amount": "-1"})), "invalid_amount");
         assert_eq!(code(json!({"amount": "0"})), "invalid_amount");
         assert_eq!(code(json!({"amount": "0.000000001"})), "invalid_amount");
@@ -386,6 +442,27 @@ mod tests {
             code(json!({"address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"})),
             "invalid_address"
         );
+    }
+
+    #[test]
+    fn with_exchange_the_amount_is_in_the_debited_currency_and_the_address_in_the_payout_one() {
+        let w = parse(
+            json!({"foreign_id": "a", "currency": "EUR", "convert_to": "btc",
+            "amount": "0.5", "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"}),
+        )
+        .unwrap();
+        assert_eq!(w.currency(), Currency::Eur);
+        assert_eq!(w.payout, Currency::Btc);
+        assert!(w.is_exchange());
+        // convert_to equal to currency is a plain withdrawal, with the same fingerprint.
+        let plain = json!({"foreign_id": "a", "currency": "BTC", "amount": "0.01",
+            "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"});
+        let mut same = plain.clone();
+        same["convert_to"] = json!("BTC");
+        let (a, b) = (parse(plain).unwrap(), parse(same).unwrap());
+        assert!(!b.is_exchange());
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), w.fingerprint());
     }
 
     #[test]

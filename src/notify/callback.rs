@@ -10,44 +10,12 @@
 use crate::clock::MINUTE_MS;
 use crate::crypto::{hmac_sha512_hex, standard_webhook_signature};
 use crate::db::withdrawals::Withdrawal;
-use crate::domain::money::Currency;
 use crate::domain::withdrawal::Status;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-/// The seed 003 body for a withdrawal in `status`.
-pub fn payload(w: &Withdrawal, status: Status) -> Value {
-    let currency = Currency::parse(&w.currency);
-    let fmt = |d: rust_decimal::Decimal| match currency {
-        Some(c) => c.format(d),
-        None => d.to_string(),
-    };
-    json!({
-        "id": w.id,
-        "foreign_id": w.foreign_id,
-        "end_user_reference": w.end_user_reference,
-        "type": "withdrawal",
-        "crypto_address": {
-            "id": w.address_id,
-            "currency": w.currency,
-            "address": w.address,
-            "tag": w.tag,
-        },
-        "transactions": [{
-            "id": w.id,
-            "currency": w.currency,
-            "transaction_type": "blockchain",
-            "type": "withdrawal",
-            "address": w.address,
-            "tag": w.tag,
-            "amount": fmt(w.amount),
-            "txid": w.txid,
-            "confirmations": "0",
-        }],
-        "fees": [],
-        "error": w.error,
-        "status": status.merchant_status(),
-    })
+/// The seed 003 body for a withdrawal in `status` (see [`super::callback_payload`]).
+pub fn payload(w: &Withdrawal, status: Status) -> serde_json::Value {
+    serde_json::to_value(super::callback_payload::build(w, status)).unwrap_or_default()
 }
 
 /// What a callback job carries: the exact body (so every retry sends the same bytes) and the
@@ -62,7 +30,8 @@ impl CallbackJob {
     pub fn for_status(w: &Withdrawal, status: Status) -> CallbackJob {
         CallbackJob {
             msg_id: format!("msg_wd{}_{}", w.id, status.as_str()),
-            body: payload(w, status).to_string(),
+            body: serde_json::to_string(&super::callback_payload::build(w, status))
+                .unwrap_or_default(),
         }
     }
 }

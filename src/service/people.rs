@@ -83,7 +83,7 @@ async fn audit_one(
 }
 
 /// What `user create` prints: the new user's TOTP secret, shown once.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct CreatedUser {
     pub user_id: String,
     pub totp_secret: String,
@@ -466,6 +466,7 @@ pub async fn check_rights_reduction(
     keeps_usable_rights: bool,
 ) -> Result<(), PeopleError> {
     if user.is_owner()
+        && user.status == "active"
         && !keeps_owner
         && users::count_owners(&state.db, &user.project_id).await? <= 1
     {

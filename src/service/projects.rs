@@ -5,7 +5,7 @@ use crate::crypto::{self, CryptoError, MasterKey, sha256_hex};
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, LedgerKind};
 use crate::db::projects::{self, NewApiKey, NewProject};
-use crate::db::{Db, DbError, limits};
+use crate::db::{Db, DbError, limits, project_settings};
 use crate::domain::money::Currency;
 use crate::domain::policy::{LimitSet, Scope};
 use rust_decimal::Decimal;
@@ -36,6 +36,46 @@ pub struct NewProjectInput<'a> {
     pub primary_email: &'a str,
     pub base_currency: &'a str,
     pub callback_url: Option<&'a str>,
+}
+
+/// A new API key and its secret: `ck_` + 192 random bits (stored only as its SHA-256 and a
+/// 10-character prefix) and `cs_` + 256 random bits (stored encrypted: HMAC needs it).
+pub struct ApiCredentials {
+    pub key_id: String,
+    pub api_key: String,
+    pub api_secret: String,
+    key_hash: String,
+    secret_enc: String,
+}
+
+impl ApiCredentials {
+    pub fn key_prefix(&self) -> &str {
+        self.api_key.get(..10).unwrap_or(&self.api_key)
+    }
+
+    /// The row to store: never the plaintext key or secret.
+    pub fn row<'a>(&'a self, project_id: &'a str, can_withdraw: bool) -> NewApiKey<'a> {
+        NewApiKey {
+            id: &self.key_id,
+            project_id,
+            key_hash: &self.key_hash,
+            key_prefix: self.key_prefix(),
+            secret_enc: &self.secret_enc,
+            can_withdraw,
+        }
+    }
+}
+
+pub fn new_api_credentials(key: &MasterKey) -> Result<ApiCredentials, CryptoError> {
+    let api_key = format!("ck_{}", crypto::random_token::<24>()?);
+    let api_secret = format!("cs_{}", crypto::random_token::<32>()?);
+    Ok(ApiCredentials {
+        key_id: format!("key_{}", crypto::random_token::<12>()?),
+        key_hash: sha256_hex(api_key.as_bytes()),
+        secret_enc: key.encrypt(&api_secret)?,
+        api_key,
+        api_secret,
+    })
 }
 
 pub fn check_callback_url(url: &str) -> Result<(), ProjectError> {
@@ -74,8 +114,7 @@ pub async fn create(
         check_callback_url(u)?;
     }
     let project_id = format!("prj_{}", crypto::random_token::<12>()?);
-    let api_key = format!("ck_{}", crypto::random_token::<24>()?);
-    let api_secret = format!("cs_{}", crypto::random_token::<32>()?);
+    let cred = new_api_credentials(key)?;
     let webhook_secret = crypto::generate_webhook_secret()?;
 
     let mut tx = db.begin().await?;
@@ -92,20 +131,8 @@ pub async fn create(
         now,
     )
     .await?;
-    let key_id = format!("key_{}", crypto::random_token::<12>()?);
-    projects::insert_api_key(
-        &mut tx,
-        &NewApiKey {
-            id: &key_id,
-            project_id: &project_id,
-            key_hash: &sha256_hex(api_key.as_bytes()),
-            key_prefix: &api_key[..10],
-            secret_enc: &key.encrypt(&api_secret)?,
-            can_withdraw: true,
-        },
-        now,
-    )
-    .await?;
+    projects::insert_api_key(&mut tx, &cred.row(&project_id, true), now).await?;
+    let key_id = cred.key_id.clone();
     for scope in [Scope::Api, Scope::Dashboard] {
         limits::upsert(
             &mut tx,
@@ -133,8 +160,8 @@ pub async fn create(
     tx.commit().await.map_err(DbError::from)?;
     Ok(ProjectCredentials {
         project_id,
-        api_key,
-        api_secret,
+        api_key: cred.api_key,
+        api_secret: cred.api_secret,
         webhook_secret,
     })
 }
@@ -199,7 +226,7 @@ pub async fn credit(
     Ok(after.available)
 }
 
-/// Changes the given windows of one limit row, keeping the others.
+/// Changes the given windows of one limit row, keeping the others (the CLI).
 pub async fn set_limits(
     db: &Db,
     project_id: &str,
@@ -209,19 +236,6 @@ pub async fn set_limits(
     actor: &Actor,
     now: i64,
 ) -> Result<LimitSet, ProjectError> {
-    if projects::get(db, project_id).await?.is_none() {
-        return Err(ProjectError::Invalid(format!("no project {project_id}")));
-    }
-    for v in [changes.per_operation, changes.per_hour, changes.per_day]
-        .into_iter()
-        .flatten()
-    {
-        if v <= Decimal::ZERO {
-            return Err(ProjectError::Invalid(
-                "limits must be greater than zero".into(),
-            ));
-        }
-    }
     let code = currency.map_or(limits::DEFAULT_CURRENCY, Currency::code);
     let existing = limits::list(db, project_id)
         .await?
@@ -234,9 +248,61 @@ pub async fn set_limits(
         per_hour: changes.per_hour.or(existing.per_hour),
         per_day: changes.per_day.or(existing.per_day),
     };
-    let mut tx = db.begin().await?;
-    limits::upsert(&mut tx, project_id, scope, code, &merged, now).await?;
+    replace_limits(
+        db,
+        project_id,
+        scope,
+        currency,
+        merged,
+        actor,
+        &Origin::default(),
+        now,
+    )
+    .await
+}
+
+fn limits_json(l: Option<&LimitSet>) -> serde_json::Value {
     let show = |d: Option<Decimal>| d.map(|d| d.normalize().to_string());
+    match l {
+        Some(l) => json!({
+            "per_operation": show(l.per_operation),
+            "per_hour": show(l.per_hour),
+            "per_day": show(l.per_day),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// Sets all three windows of one limit row (`None` = no limit in that window): the settings
+/// page. Audited with the row before and after.
+#[allow(clippy::too_many_arguments)]
+pub async fn replace_limits(
+    db: &Db,
+    project_id: &str,
+    scope: Scope,
+    currency: Option<Currency>,
+    set: LimitSet,
+    actor: &Actor,
+    origin: &Origin,
+    now: i64,
+) -> Result<LimitSet, ProjectError> {
+    for v in [set.per_operation, set.per_hour, set.per_day]
+        .into_iter()
+        .flatten()
+    {
+        if v <= Decimal::ZERO {
+            return Err(ProjectError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
+        }
+    }
+    let code = currency.map_or(limits::DEFAULT_CURRENCY, Currency::code);
+    let mut tx = db.begin().await?;
+    if !project_settings::lock(db, &mut tx, project_id).await? {
+        return Err(ProjectError::Invalid(format!("no project {project_id}")));
+    }
+    let before = limits::get_in(&mut tx, project_id, scope, code).await?;
+    limits::upsert(&mut tx, project_id, scope, code, &set, now).await?;
     audit::append(
         &mut tx,
         &audit::Entry {
@@ -244,16 +310,52 @@ pub async fn set_limits(
             actor,
             action: "limits.changed",
             subject: format!("limits:{}:{code}", scope.as_str()),
-            details: json!({
-                "per_operation": show(merged.per_operation),
-                "per_hour": show(merged.per_hour),
-                "per_day": show(merged.per_day),
-            }),
-            origin: &Origin::default(),
+            details: json!({"before": limits_json(before.as_ref()), "after": limits_json(Some(&set))}),
+            origin,
         },
         now,
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
-    Ok(merged)
+    Ok(set)
+}
+
+/// Removes a currency's override: its withdrawals fall back to the scope's base-currency
+/// limits. The base-currency row itself cannot be removed (clear its windows instead).
+pub async fn remove_limit_override(
+    db: &Db,
+    project_id: &str,
+    scope: Scope,
+    currency: Currency,
+    actor: &Actor,
+    origin: &Origin,
+    now: i64,
+) -> Result<(), ProjectError> {
+    let code = currency.code();
+    let mut tx = db.begin().await?;
+    if !project_settings::lock(db, &mut tx, project_id).await? {
+        return Err(ProjectError::Invalid(format!("no project {project_id}")));
+    }
+    let before = limits::get_in(&mut tx, project_id, scope, code).await?;
+    if before.is_none() || !limits::delete(&mut tx, project_id, scope, code).await? {
+        return Err(ProjectError::Invalid(format!(
+            "there is no {code} override in the {} limits",
+            scope.as_str()
+        )));
+    }
+    audit::append(
+        &mut tx,
+        &audit::Entry {
+            project_id,
+            actor,
+            action: "limits.override_removed",
+            subject: format!("limits:{}:{code}", scope.as_str()),
+            details: json!({"before": limits_json(before.as_ref()), "after": null}),
+            origin,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
 }

@@ -5,18 +5,18 @@
 use crate::clock::HOUR_MS;
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, BalanceError, LedgerKind};
+use crate::db::exchanges;
 use crate::db::jobs::{self, JobKind, NewJob};
 use crate::db::limits;
 use crate::db::projects::Project;
-use crate::db::withdrawals::{self as wdb, Withdrawal};
+use crate::db::withdrawals::{self as wdb, Withdrawal, WithdrawalExchange};
 use crate::db::{DbError, Tx};
-use crate::domain::money::Currency;
 use crate::domain::policy::{self, PolicyInput, Scope, Usage};
 use crate::domain::withdrawal::{Event, FundsEffect, NewWithdrawal, Status, transition};
 use crate::error::ApiError;
 use crate::notify::callback::CallbackJob;
+use crate::service::pricing;
 use crate::state::AppState;
-use rust_decimal::Decimal;
 use serde_json::json;
 
 fn balance_not_enough() -> ApiError {
@@ -38,36 +38,34 @@ pub async fn create(
         return replay(existing, &fingerprint);
     }
     let now = state.now();
-    let currency = req.currency();
-    let base = Currency::parse(&project.base_currency)
-        .ok_or_else(|| ApiError::internal("project base currency unknown"))?;
-    let rate = state.rates.rate(currency, base).ok_or_else(|| {
-        ApiError::refused(
-            "coin_not_supported",
-            format!("No {currency}/{base} rate is configured"),
-        )
-    })?;
-    let amount = req.amount.value();
-    let base_value = (amount * rate).round_dp(8);
-    let fee = Decimal::ZERO;
+    let priced = pricing::price_withdrawal(state, project, &req)?;
+    let price = priced.price;
+    // Limits count the payout currency: what leaves, in its units and at its base value.
+    let payout = req.payout;
+    let (held_currency, held) = (price.held_currency, price.held);
+    let amount = price.received;
+    let base_value = priced.base_value;
     let (base_limits, currency_limits) =
-        limits::for_withdrawal(&state.db, &project.id, scope, currency.code()).await?;
+        limits::for_withdrawal(&state.db, &project.id, scope, payout.code()).await?;
     let (hour, day) = limits::buckets(now);
 
     let mut tx = state.db.begin().await?;
-    let Some(balance) = balances::lock(&state.db, &mut tx, &project.id, currency.code()).await?
+    let Some(balance) =
+        balances::lock(&state.db, &mut tx, &project.id, held_currency.code()).await?
     else {
         return Err(balance_not_enough());
     };
-    if balance.available < amount + fee {
+    if balance.available < held {
         return Err(balance_not_enough());
     }
-    let used_hour = limits::usage(&mut tx, &project.id, scope, currency.code(), &hour).await?;
-    let used_day = limits::usage(&mut tx, &project.id, scope, currency.code(), &day).await?;
+    let used_hour =
+        limits::lock_usage(&state.db, &mut tx, &project.id, scope, payout.code(), &hour).await?;
+    let used_day =
+        limits::lock_usage(&state.db, &mut tx, &project.id, scope, payout.code(), &day).await?;
     let requirement = policy::requirement(&PolicyInput {
         scope,
-        currency: currency.code(),
-        base_currency: base.code(),
+        currency: payout.code(),
+        base_currency: priced.base.code(),
         amount,
         base_value,
         base_limits,
@@ -81,10 +79,38 @@ pub async fn create(
     } else {
         Status::Approved
     };
+    let exchange = match price.exchange {
+        Some(c) => {
+            let id = exchanges::insert(
+                &mut tx,
+                &exchanges::NewExchange {
+                    project_id: &project.id,
+                    kind: "withdrawal",
+                    quote_id: None,
+                    from_currency: c.from.code(),
+                    to_currency: c.to.code(),
+                    from_amount: c.from_amount,
+                    to_amount: amount,
+                    rate: c.rate,
+                    fee: price.total_fee(),
+                },
+                now,
+            )
+            .await?;
+            Some(WithdrawalExchange {
+                id,
+                from_currency: c.from.code().to_string(),
+                from_amount: c.from_amount,
+                rate: c.rate,
+                fee: c.fee,
+            })
+        }
+        None => None,
+    };
     let address_id = wdb::touch_address(
         &mut tx,
         &project.id,
-        currency.code(),
+        payout.code(),
         req.address.as_str(),
         req.tag.as_deref(),
         now,
@@ -100,16 +126,16 @@ pub async fn create(
         scope,
         initiator_kind: initiator.kind().to_string(),
         initiator_id: initiator.id().to_string(),
-        currency: currency.code().to_string(),
+        currency: payout.code().to_string(),
         network: req.address.network().name().to_string(),
         amount,
-        fee,
+        fee: price.network_fee,
         address: req.address.as_str().to_string(),
         tag: req.tag.clone(),
         end_user_reference: req.end_user_reference.clone(),
-        base_currency: base.code().to_string(),
+        base_currency: priced.base.code().to_string(),
         base_value,
-        rate,
+        rate: priced.payout_rate,
         status,
         initial_status: status,
         requirement,
@@ -121,6 +147,8 @@ pub async fn create(
         expires_at: (status == Status::Pending).then_some(now + expiry_ms),
         created_at: now,
         updated_at: now,
+        exchange,
+        rates_at: Some(priced.rates_at),
     };
     w.id = match wdb::insert(&mut tx, &w).await {
         Ok(id) => id,
@@ -137,10 +165,10 @@ pub async fn create(
     balances::apply(
         &mut tx,
         &project.id,
-        currency.code(),
+        held_currency.code(),
         balance,
         LedgerKind::Hold,
-        amount + fee,
+        held,
         Some(w.id),
         now,
     )
@@ -157,7 +185,7 @@ pub async fn create(
         &mut tx,
         &project.id,
         scope,
-        currency.code(),
+        payout.code(),
         &hour,
         add(used_hour),
     )
@@ -166,7 +194,7 @@ pub async fn create(
         &mut tx,
         &project.id,
         scope,
-        currency.code(),
+        payout.code(),
         &day,
         add(used_day),
     )
@@ -199,6 +227,8 @@ pub async fn create(
             subject: format!("withdrawal:{}", w.id),
             details: json!({
                 "foreign_id": w.foreign_id, "currency": w.currency, "amount": w.amount.to_string(),
+                "fee": w.total_fee().to_string(), "held_currency": held_currency.code(),
+                "held": held.to_string(), "exchange_rate": w.exchange.as_ref().map(|x| x.rate.to_string()),
                 "address": w.address, "status": status.as_str(), "scope": scope.as_str(),
                 "reasons": w.requirement.reasons,
             }),
@@ -342,16 +372,16 @@ pub async fn change(
     };
     let now = state.now();
     let mut tx = state.db.begin().await?;
-    // Lock order everywhere: balance, then withdrawal, then audit head.
+    // Lock order everywhere: balance, then withdrawal, then limit usage, then audit head.
+    let (held_currency, held) = w.held();
     let balance = match funds {
         FundsEffect::None => None,
-        _ => balances::lock(&state.db, &mut tx, &w.project_id, &w.currency).await?,
+        _ => balances::lock(&state.db, &mut tx, &w.project_id, held_currency).await?,
     };
     if !wdb::set_status(&mut tx, w.id, w.status, to, change.error, change.txid, now).await? {
         drop(tx);
         return Err(decided(state, w.id).await?);
     }
-    let held = w.amount + w.fee;
     match (funds, balance) {
         (FundsEffect::None, _) => {}
         (effect, Some(balance)) => {
@@ -363,7 +393,7 @@ pub async fn change(
             balances::apply(
                 &mut tx,
                 &w.project_id,
-                &w.currency,
+                held_currency,
                 balance,
                 kind,
                 held,
@@ -377,8 +407,16 @@ pub async fn change(
                     base_amount: -w.base_value,
                 };
                 for bucket in [&w.usage_hour, &w.usage_day] {
-                    limits::add_usage(&mut tx, &w.project_id, w.scope, &w.currency, bucket, minus)
-                        .await?;
+                    limits::add_usage(
+                        &state.db,
+                        &mut tx,
+                        &w.project_id,
+                        w.scope,
+                        &w.currency,
+                        bucket,
+                        minus,
+                    )
+                    .await?;
                 }
             }
         }
@@ -386,8 +424,8 @@ pub async fn change(
             return Err(ChangeError::Db(crate::db::corrupt(
                 "balances",
                 format!(
-                    "{}/{} missing for held withdrawal",
-                    w.project_id, w.currency
+                    "{}/{held_currency} missing for held withdrawal",
+                    w.project_id
                 ),
             )));
         }

@@ -2,10 +2,17 @@
 //! without JavaScript. Every response carries a strict Content-Security-Policy.
 
 pub mod account;
+pub mod audit;
 pub mod dashboard;
 pub mod error;
+pub mod invite;
 pub mod mailbox;
+pub mod settings;
+pub mod settings_limits;
+pub mod setup;
 pub mod signin;
+pub mod step_up;
+pub mod users;
 pub mod withdrawals;
 
 use crate::auth::session::SignedIn;
@@ -112,10 +119,26 @@ async fn static_file(req: HttpRequest) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A form that does not parse (a missing or malformed field) gets a page, not plain text.
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| {
+                PageError::BadRequest(format!(
+                    "The form could not be read ({e}). Go back, reload the page and try again."
+                ))
+                .into()
+            }),
+    );
     cfg.route("/static/{file:.*}", web::get().to(static_file));
     signin::routes(cfg);
     account::routes(cfg);
     mailbox::routes(cfg);
+    setup::routes(cfg);
+    users::routes(cfg);
+    invite::routes(cfg);
+    settings::routes(cfg);
+    audit::routes(cfg);
     dashboard::routes(cfg);
     withdrawals::routes(cfg);
 }

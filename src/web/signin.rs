@@ -97,6 +97,7 @@ async fn login_submit(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
     let Some(current) = session::load(&state, &req).await? else {
+        tracing::warn!("sign-in form refused: no session cookie");
         return Err(PageError::Csrf);
     };
     csrf::check(&state, &req, &current.row, &form.csrf)?;

@@ -4,6 +4,16 @@ use crate::helpers::{BTC_ADDR, fresh_database_url, random_suffix, sign};
 use serde_json::Value;
 use std::process::{Command, Output};
 
+/// A child process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Cli {
     db: String,
     key: String,
@@ -239,22 +249,25 @@ async fn credentials_from_the_cli_work_against_serve() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .arg("serve")
-        .env("COUNTERSIGN_DATABASE_URL", &cli.db)
-        .env("COUNTERSIGN_SECRET_KEY", &cli.key)
-        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
-        .env("COUNTERSIGN_LOG", "error")
-        .env("COUNTERSIGN_SANDBOX__CONFIRM_DELAY_SECS", "0")
-        .spawn()
-        .unwrap();
+    countersign::startup::install_crypto_provider();
+    let mut server = Running(
+        Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .arg("serve")
+            .env("COUNTERSIGN_DATABASE_URL", &cli.db)
+            .env("COUNTERSIGN_SECRET_KEY", &cli.key)
+            .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("COUNTERSIGN_LOG", "error")
+            .env("COUNTERSIGN_SANDBOX__CONFIRM_DELAY_SECS", "0")
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::new();
     let body =
         serde_json::json!({"foreign_id": format!("cli-{}", random_suffix()), "currency": "BTC",
         "amount": "0.01", "address": BTC_ADDR})
         .to_string();
     let mut answer = None;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let r = http
             .post(format!("http://127.0.0.1:{port}/api/v2/withdrawal/crypto"))
             .header("X-Processing-Key", p["api_key"].as_str().unwrap())
@@ -274,11 +287,222 @@ async fn credentials_from_the_cli_work_against_serve() {
     // SIGTERM: graceful stop.
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(server.0.id().to_string())
         .status();
-    let status = child.wait().unwrap();
+    let status = server.0.wait().unwrap();
     let (code, v) = answer.expect("server answered");
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["data"]["status"], "processing");
     assert!(status.success(), "serve exited with {status}");
+}
+
+#[tokio::test]
+async fn user_create_prints_an_enrolled_user_and_reset_2fa_makes_them_enroll_again() {
+    use std::io::Write;
+    let cli = Cli {
+        db: fresh_database_url().await,
+        key: hex::encode([4u8; 32]),
+    };
+    let p = cli.json(&[
+        "project",
+        "create",
+        "--name",
+        "Acme",
+        "--primary-email",
+        "ops@acme.test",
+    ]);
+    let pid = p["project_id"].as_str().unwrap();
+    let run_with_stdin = |args: &[&str], input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(args)
+            .env("COUNTERSIGN_DATABASE_URL", &cli.db)
+            .env("COUNTERSIGN_SECRET_KEY", &cli.key)
+            .env("COUNTERSIGN_LOG", "error")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run_with_stdin(
+        &[
+            "user",
+            "create",
+            "--project",
+            pid,
+            "--email",
+            "Olivia@Acme.test",
+            "--role",
+            "owner",
+            "--password-stdin",
+        ],
+        "a long enough passphrase\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let u: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = u["totp_secret"].as_str().unwrap();
+    assert!(countersign::auth::totp::from_base32(secret).is_some_and(|s| s.len() == 20));
+    assert!(
+        u["otpauth_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/Countersign:")
+    );
+    assert!(u["user_id"].as_str().unwrap().starts_with("usr_"));
+    // The same email (any case) again, a weak password, an unknown project: refused.
+    for (args, input) in [
+        (
+            vec![
+                "user",
+                "create",
+                "--project",
+                pid,
+                "--email",
+                "olivia@acme.test",
+                "--role",
+                "member",
+                "--password-stdin",
+            ],
+            "another long passphrase\n",
+        ),
+        (
+            vec![
+                "user",
+                "create",
+                "--project",
+                pid,
+                "--email",
+                "m@acme.test",
+                "--role",
+                "member",
+                "--password-stdin",
+            ],
+            "password1234\n",
+        ),
+        (
+            vec![
+                "user",
+                "create",
+                "--project",
+                "prj_nope",
+                "--email",
+                "n@acme.test",
+                "--role",
+                "member",
+                "--password-stdin",
+            ],
+            "another long passphrase\n",
+        ),
+    ] {
+        let out = run_with_stdin(&args, input);
+        assert!(!out.status.success(), "{args:?}");
+    }
+    let out = cli.run(&["user", "reset-2fa", "--email", "OLIVIA@acme.test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli.run(&["user", "reset-2fa", "--email", "nobody@acme.test"]);
+    assert!(!out.status.success());
+    let out = cli.run(&["audit", "verify", "--project", pid]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn demo_serves_a_seeded_project_that_the_printed_credentials_open() {
+    let dir = std::env::temp_dir().join(format!("cs-demo-{}", random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    countersign::startup::install_crypto_provider();
+    let child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["demo", "--no-traffic"])
+        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COUNTERSIGN_LOG", "error")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/login"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(up, "demo did not serve: {text}");
+    assert!(
+        text.contains("olivia.owner@acme-casino.test") && text.contains("TOTP secret:"),
+        "{text}"
+    );
+    assert!(
+        dir.join("countersign-demo.db").exists(),
+        "the demo keeps its own database file"
+    );
+    // The seeded database has withdrawals in every status the demo promises.
+    let db = countersign::db::Db::connect(
+        &format!(
+            "sqlite://{}?mode=rw",
+            dir.join("countersign-demo.db").display()
+        ),
+        1,
+    )
+    .await
+    .unwrap();
+    use sqlx::Row;
+    let statuses: Vec<String> =
+        sqlx::query("SELECT DISTINCT status FROM withdrawals ORDER BY status")
+            .fetch_all(db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("status").unwrap())
+            .collect();
+    for s in ["cancelled", "declined", "pending"] {
+        assert!(
+            statuses.iter().any(|x| x == s),
+            "{s} missing from {statuses:?}"
+        );
+    }
+    assert_eq!(
+        sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .try_get::<i64, _>("n")
+            .unwrap(),
+        3
+    );
 }

@@ -176,3 +176,68 @@ async fn cancel_racing_approval_and_expiry_has_exactly_one_outcome() {
     let (_, held) = app.balance("BTC").await;
     assert_eq!(held, "0.00000000");
 }
+
+#[tokio::test]
+async fn exchange_and_plain_withdrawals_racing_count_every_one_in_the_limit_windows() {
+    use sqlx::Row;
+    let app = Arc::new(spawn_app().await);
+    app.credit("BTC", "1").await;
+    app.credit("EUR", "1000").await;
+    // 12 × 100 EUR into BTC (the EUR covers 10) and 12 × 0.001 BTC (60 EUR each), at once:
+    // the first hold EUR, the others BTC, and all count in the BTC windows.
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let body = if i % 2 == 0 {
+                    json!({"foreign_id": format!("x{i}"), "currency": "EUR", "convert_to": "BTC",
+                        "amount": "100", "address": BTC_ADDR})
+                } else {
+                    json!({"foreign_id": format!("p{i}"), "currency": "BTC", "amount": "0.001",
+                        "address": BTC_ADDR})
+                };
+                app.post_json("/withdrawal/crypto", &body).await
+            })
+        })
+        .collect();
+    let (mut accepted, mut paid) = ((0, 0), Vec::new());
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (code, v) = t.await.unwrap();
+        if code == 200 {
+            paid.push(v["data"]["foreign_id"].as_str().unwrap().to_string());
+        }
+        match (code, i % 2) {
+            (200, 0) => accepted.0 += 1,
+            (200, _) => accepted.1 += 1,
+            (400, 0) if v["error_code"] == "balance_not_enough" => {}
+            other => panic!("unexpected {other:?}: {v}"),
+        }
+    }
+    assert_eq!(accepted, (10, 12));
+    assert_eq!(app.balance("EUR").await.0, "0.00");
+    // Every accepted withdrawal is in the day's BTC window: 10 × 100 + 12 × 60 EUR.
+    let day = sqlx::query(
+        "SELECT amount, base_amount FROM limit_usage WHERE currency = 'BTC' AND bucket LIKE 'd%'",
+    )
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap();
+    let base: String = day.get("base_amount");
+    let amount: String = day.get("amount");
+    assert_eq!(base.parse::<rust_decimal::Decimal>().unwrap(), 1720.into());
+    // 10 × 0.00166666 (100 EUR, no fee configured) + 12 × 0.001
+    assert_eq!(
+        amount.parse::<rust_decimal::Decimal>().unwrap(),
+        "0.0286666".parse().unwrap()
+    );
+    // Once every payout has settled, the ledger explains every balance.
+    for fid in &paid {
+        app.wait_for_status(fid, "confirmed").await;
+    }
+    assert!(
+        balances::reconcile(&app.state.db, app.project_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

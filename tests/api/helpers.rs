@@ -587,3 +587,130 @@ impl Browser {
         (status, body, location)
     }
 }
+
+/// A real SMTP server on loopback for tests: speaks enough ESMTP for lettre (EHLO, MAIL,
+/// RCPT, DATA, RSET, NOOP, QUIT) and keeps every message it accepts. It can be told to refuse
+/// mail (answer 451) to rehearse an outage.
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub port: u16,
+    pub messages: Arc<Mutex<Vec<SmtpMessage>>>,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpMessage {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind smtp");
+        let port = listener.local_addr().expect("addr").port();
+        let messages: Arc<Mutex<Vec<SmtpMessage>>> = Arc::default();
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, r) = (messages.clone(), refuse.clone());
+        // Runs on its own thread so it outlives nothing it should not.
+        let rt_listener = listener.into_std().expect("std listener");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(rt_listener).expect("listener");
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (m, r) = (m.clone(), r.clone());
+                    tokio::spawn(async move {
+                        let (rd, mut wr) = sock.into_split();
+                        let mut lines = BufReader::new(rd).lines();
+                        let _ = wr.write_all(b"220 sink.test ESMTP\r\n").await;
+                        let (mut from, mut to, mut data, mut in_data) =
+                            (String::new(), Vec::new(), String::new(), false);
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if in_data {
+                                if line == "." {
+                                    in_data = false;
+                                    m.lock().expect("lock").push(SmtpMessage {
+                                        from: from.clone(),
+                                        to: to.clone(),
+                                        data: std::mem::take(&mut data),
+                                    });
+                                    to.clear();
+                                    let _ = wr.write_all(b"250 2.0.0 queued\r\n").await;
+                                } else {
+                                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                                    data.push('\n');
+                                }
+                                continue;
+                            }
+                            let upper = line.to_ascii_uppercase();
+                            let reply: &[u8] = if upper.starts_with("EHLO") {
+                                b"250-sink.test\r\n250 8BITMIME\r\n"
+                            } else if upper.starts_with("HELO")
+                                || upper.starts_with("RSET")
+                                || upper.starts_with("NOOP")
+                            {
+                                b"250 OK\r\n"
+                            } else if upper.starts_with("MAIL FROM:") {
+                                if r.load(std::sync::atomic::Ordering::SeqCst) {
+                                    b"451 4.3.0 try again later\r\n"
+                                } else {
+                                    from = line[10..].trim().to_string();
+                                    b"250 OK\r\n"
+                                }
+                            } else if upper.starts_with("RCPT TO:") {
+                                to.push(line[8..].trim().to_string());
+                                b"250 OK\r\n"
+                            } else if upper == "DATA" {
+                                in_data = true;
+                                b"354 end with .\r\n"
+                            } else if upper == "QUIT" {
+                                let _ = wr.write_all(b"221 bye\r\n").await;
+                                return;
+                            } else {
+                                b"502 not implemented\r\n"
+                            };
+                            let _ = wr.write_all(reply).await;
+                        }
+                    });
+                }
+            });
+        });
+        SmtpSink {
+            port,
+            messages,
+            refuse,
+        }
+    }
+
+    pub fn refuse(&self, on: bool) {
+        self.refuse.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn to(&self, address: &str) -> Vec<SmtpMessage> {
+        self.messages
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t.contains(address)))
+            .cloned()
+            .collect()
+    }
+
+    /// Settings pointing the app at this sink.
+    pub fn configure(&self, s: &mut Settings) {
+        s.smtp.host = Some("127.0.0.1".into());
+        s.smtp.port = Some(self.port);
+        s.smtp.security = Some("none".into());
+        s.smtp.from = Some("Countersign <countersign@acme.test>".into());
+    }
+}

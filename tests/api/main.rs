@@ -2,13 +2,27 @@
 //! port 0 with its own fresh database: SQLite by default, PostgreSQL when
 //! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
+mod audit_page;
 mod auth;
+mod balances;
+mod browser;
 mod callbacks;
 mod cli;
 mod concurrency;
+mod email;
+mod exchange_withdrawals;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
+mod invites;
+mod openapi;
+mod pages_browser;
 mod pages_withdrawals;
+mod quotes;
+mod rates;
+mod schema_check;
+mod settings;
+mod setup;
 mod signin;
+mod team;
 mod validation;
 mod withdrawals;

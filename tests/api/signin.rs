@@ -39,3 +39,365 @@ async fn password_then_code_signs_in_and_renews_the_session_id() {
         assert_eq!(status, 303);
     }
 }
+
+async fn at_code_step(
+    app: &crate::helpers::TestApp,
+    user: &crate::helpers::TestUser,
+) -> crate::helpers::Browser {
+    let b = app.browser();
+    b.get("/login").await;
+    let (status, _, _) = b
+        .post_form(
+            "/login",
+            &[("email", &user.email), ("password", &user.password)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    b.get("/login/totp").await;
+    b
+}
+
+#[tokio::test]
+async fn a_code_is_accepted_once_even_by_twenty_racing_requests() {
+    let app = spawn_app().await;
+    let alice = app.create_user("owner", true).await;
+    app.clock.advance_secs(30);
+    let code = app.code(&alice);
+    let first = at_code_step(&app, &alice).await;
+    let (status, _, _) = first.post_form("/login/totp", &[("code", &code)]).await;
+    assert_eq!(status, 303);
+    // The same code again, sequentially: refused as a replay.
+    let again = at_code_step(&app, &alice).await;
+    let (status, page, _) = again.post_form("/login/totp", &[("code", &code)]).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("already used"), "{page}");
+
+    // Next step: 20 browsers at the code step submit the same fresh code at once.
+    app.clock.advance_secs(30);
+    let code = app.code(&alice);
+    let mut browsers = Vec::new();
+    for _ in 0..20 {
+        browsers.push(at_code_step(&app, &alice).await);
+    }
+    let tasks: Vec<_> = browsers
+        .into_iter()
+        .map(|b| {
+            let code = code.clone();
+            tokio::spawn(async move { b.post_form("/login/totp", &[("code", &code)]).await.0 })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap() == 303 {
+            won += 1;
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one of the racing requests may use the code"
+    );
+    let replays = app
+        .count("audit_log WHERE action = 'totp.replay_refused'")
+        .await;
+    assert_eq!(replays, 20);
+}
+
+#[tokio::test]
+async fn an_older_code_than_the_last_accepted_one_is_refused() {
+    let app = spawn_app().await;
+    let alice = app.create_user("member", true).await;
+    app.clock.advance_secs(30);
+    let older = app.code(&alice);
+    app.clock.advance_secs(30);
+    let newer = app.code(&alice);
+    let b = at_code_step(&app, &alice).await;
+    assert_eq!(b.post_form("/login/totp", &[("code", &newer)]).await.0, 303);
+    // Still inside the one-step drift window, but its step is not later than the last one.
+    let b = at_code_step(&app, &alice).await;
+    assert_eq!(b.post_form("/login/totp", &[("code", &older)]).await.0, 401);
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_codes_lock_the_account_and_the_lock_ends() {
+    let app = spawn_app().await;
+    let alice = app.create_user("owner", true).await;
+    let b = app.browser();
+    b.get("/login").await;
+    for _ in 0..10 {
+        let (status, page, _) = b
+            .post_form(
+                "/login",
+                &[
+                    ("email", &alice.email),
+                    ("password", "not the password at all"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 401);
+        assert!(page.contains("email or password is wrong"));
+    }
+    // Locked: even the right password is refused, with the same words as for a wrong one.
+    let (status, page, _) = b
+        .post_form(
+            "/login",
+            &[("email", &alice.email), ("password", &alice.password)],
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(page.contains("email or password is wrong"));
+    // An unknown email gets exactly the same answer.
+    let (status2, page2, _) = b
+        .post_form(
+            "/login",
+            &[("email", "nobody@acme.test"), ("password", &alice.password)],
+        )
+        .await;
+    assert_eq!(status2, 401);
+    assert_eq!(
+        strip_csrf(&page),
+        strip_csrf(&page2.replace("nobody@acme.test", &alice.email))
+    );
+    // The user was told by email.
+    let mail = crate::helpers::eventually("lockout email", || async {
+        use sqlx::Row;
+        sqlx::query("SELECT subject, text_body FROM dev_mailbox WHERE to_addr = $1")
+            .bind(&alice.email)
+            .fetch_optional(app.state.db.reader())
+            .await
+            .unwrap()
+            .map(|r| r.try_get::<String, _>("text_body").unwrap())
+    })
+    .await;
+    assert!(mail.contains("locked for 15 minutes"), "{mail}");
+    // After 15 minutes the right password works again.
+    app.clock.advance_secs(15 * 60 + 1);
+    let (status, _, _) = b
+        .post_form(
+            "/login",
+            &[("email", &alice.email), ("password", &alice.password)],
+        )
+        .await;
+    assert_eq!(status, 303);
+
+    // Five wrong codes lock it too.
+    b.get("/login/totp").await;
+    for _ in 0..5 {
+        let (status, _, _) = b.post_form("/login/totp", &[("code", "000000")]).await;
+        assert_eq!(status, 401);
+    }
+    app.clock.advance_secs(30);
+    let (status, page, _) = b
+        .post_form("/login/totp", &[("code", &app.code(&alice))])
+        .await;
+    assert_eq!(status, 401);
+    assert!(page.contains("locked"), "{page}");
+    app.clock.advance_secs(15 * 60 + 1);
+    // The half-signed-in session timed out meanwhile; start again.
+    let b = at_code_step(&app, &alice).await;
+    assert_eq!(
+        b.post_form("/login/totp", &[("code", &app.code(&alice))])
+            .await
+            .0,
+        303
+    );
+    assert!(app.count("audit_log WHERE action = 'signin.lockout'").await >= 2);
+}
+
+fn strip_csrf(page: &str) -> String {
+    match csrf_in(page) {
+        Some(t) => page.replace(&t, ""),
+        None => page.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn recovery_codes_replace_a_code_once_each() {
+    let app = spawn_app().await;
+    let alice = app.create_user("owner", true).await;
+    // Enroll afresh through the pages to get recovery codes.
+    let b = app.signed_in(&alice).await;
+    drop(b);
+    let mut tx = app.state.db.begin().await.unwrap();
+    countersign::db::users::reset_totp(&mut tx, &alice.id, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let b = app.browser();
+    b.get("/login").await;
+    let (_, _, location) = b
+        .post_form(
+            "/login",
+            &[("email", &alice.email), ("password", &alice.password)],
+        )
+        .await;
+    assert_eq!(location.as_deref(), Some("/login/enroll"));
+    let (status, page) = b.get("/login/enroll").await;
+    assert_eq!(status, 200);
+    // The QR code is inline (a data: URI; tera escapes its slash as an entity).
+    assert!(
+        page.contains("src=\"data:image&#x2F;png;base64,"),
+        "QR code inline"
+    );
+    let secret = secret_on(&page);
+    app.clock.advance_secs(30);
+    let code =
+        countersign::auth::totp::code_at(&secret, countersign::clock::Clock::now_ms(&app.clock))
+            .unwrap();
+    let (status, page, _) = b.post_form("/login/enroll", &[("code", &code)]).await;
+    assert_eq!(status, 200);
+    let codes: Vec<String> = page
+        .match_indices("<li><code>")
+        .map(|(i, _)| page[i + 10..i + 24].to_string())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    // The enrollment code burnt its step: it cannot sign in again.
+    let again = at_code_step(&app, &alice).await;
+    assert_eq!(
+        again.post_form("/login/totp", &[("code", &code)]).await.0,
+        401
+    );
+    // A recovery code works once.
+    let r = at_code_step(&app, &alice).await;
+    assert_eq!(
+        r.post_form("/login/totp", &[("code", &codes[0])]).await.0,
+        303
+    );
+    let r = at_code_step(&app, &alice).await;
+    assert_eq!(
+        r.post_form("/login/totp", &[("code", &codes[0])]).await.0,
+        401
+    );
+}
+
+fn secret_on(page: &str) -> Vec<u8> {
+    let start = page
+        .find("id=\"totp-secret\">")
+        .expect("secret on the page")
+        + "id=\"totp-secret\">".len();
+    let end = start + page[start..].find('<').unwrap();
+    countersign::auth::totp::from_base32(&page[start..end]).expect("base32 secret")
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_or_origin_are_refused() {
+    let app = spawn_app().await;
+    let alice = app.create_user("owner", true).await;
+    let b = app.signed_in(&alice).await;
+    b.get("/account/password").await;
+    let token = b.csrf.lock().unwrap().clone();
+    let new = [
+        ("current", alice.password.as_str()),
+        ("new", "a brand new passphrase"),
+        ("confirm", "a brand new passphrase"),
+    ];
+    // Missing token, wrong token, right token but a foreign or missing Origin.
+    let (s1, _, _) = b.post_raw("/account/password", &new, Some(&app.base)).await;
+    let mut wrong = new.to_vec();
+    wrong.push(("csrf", "forged"));
+    let (s2, _, _) = b
+        .post_raw("/account/password", &wrong, Some(&app.base))
+        .await;
+    let mut right = new.to_vec();
+    right.push(("csrf", &token));
+    let (s3, _, _) = b
+        .post_raw("/account/password", &right, Some("https://evil.example"))
+        .await;
+    let (s4, _, _) = b.post_raw("/account/password", &right, None).await;
+    assert_eq!([s1, s2, s3, s4], [400, 403, 403, 403]);
+    // What a browser sends under our no-referrer policy: Origin null plus Sec-Fetch-Site.
+    let fetch = |site: &'static str| {
+        let form = right.clone();
+        let req = b
+            .http
+            .post(format!("{}/account/password", app.base))
+            .header("Origin", "null")
+            .header("Sec-Fetch-Site", site)
+            .form(&form);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(fetch("cross-site").await, 403);
+    assert_eq!(fetch("same-site").await, 403);
+    // Nothing changed: the old password still signs in.
+    app.clock.advance_secs(30);
+    let _ = app.signed_in(&alice).await;
+    // The same form with token and origin works.
+    let (s5, _, location) = b
+        .post_raw("/account/password", &right, Some(&app.base))
+        .await;
+    assert_eq!(
+        (s5, location.as_deref()),
+        (303, Some("/account/password?done=1"))
+    );
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_too_long_or_past_their_absolute_lifetime() {
+    let app = spawn_app().await;
+    let alice = app.create_user("owner", true).await;
+    let b = app.signed_in(&alice).await;
+    app.clock.advance_secs(29 * 60);
+    assert_eq!(b.get("/account/sessions").await.0, 200);
+    app.clock.advance_secs(31 * 60);
+    assert_eq!(
+        b.get("/account/sessions").await.0,
+        303,
+        "idle for 31 minutes"
+    );
+
+    // Used every 20 minutes, a session still ends 12 hours after sign-in.
+    let b = app.signed_in(&alice).await;
+    for _ in 0..35 {
+        app.clock.advance_secs(20 * 60);
+        assert_eq!(b.get("/account/sessions").await.0, 200);
+    }
+    app.clock.advance_secs(20 * 60 + 1);
+    assert_eq!(b.get("/account/sessions").await.0, 303, "past 12 hours");
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_other_sessions_and_sessions_can_be_ended_by_hand() {
+    let app = spawn_app().await;
+    let alice = app.create_user("owner", true).await;
+    let laptop = app.signed_in(&alice).await;
+    let phone = app.signed_in(&alice).await;
+    let (_, page) = laptop.get("/account/sessions").await;
+    assert_eq!(page.matches("name=\"id\"").count(), 2);
+    // End the phone's session from the laptop.
+    let phone_hash = countersign::crypto::sha256_hex(phone.session_cookie().unwrap().as_bytes());
+    let (status, _, _) = laptop
+        .post_form("/account/sessions/end", &[("id", &phone_hash)])
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(phone.get("/account/sessions").await.0, 303);
+    // A new phone session, then a password change on the laptop ends it.
+    let phone = app.signed_in(&alice).await;
+    laptop.get("/account/password").await;
+    let new = "another long passphrase";
+    let (status, _, _) = laptop
+        .post_form(
+            "/account/password",
+            &[("current", &alice.password), ("new", new), ("confirm", new)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(phone.get("/account/sessions").await.0, 303);
+    assert_eq!(
+        laptop.get("/account/sessions").await.0,
+        200,
+        "the changer stays signed in"
+    );
+    // Weak new passwords are refused with the reason.
+    laptop.get("/account/password").await;
+    let (status, page, _) = laptop
+        .post_form(
+            "/account/password",
+            &[
+                ("current", new),
+                ("new", "password1234"),
+                ("confirm", "password1234"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("most common passwords"));
+}

@@ -78,7 +78,7 @@ async fn every_bad_field_is_named_and_nothing_is_written() {
             "end_user_reference",
         ),
         (with(json!({"tag": "123"})), "tag"),
-        (with(json!({"convert_to": "EUR"})), "convert_to"),
+        (with(json!({"convert_to": 5})), "convert_to"),
     ];
     for (body, field) in cases {
         let (code, v) = app.post_json("/withdrawal/crypto", &body).await;
@@ -93,6 +93,9 @@ async fn every_bad_field_is_named_and_nothing_is_written() {
     let refusals: Vec<(Value, &str)> = vec![
         (with(json!({"currency": "DOGE"})), "coin_not_supported"),
         (with(json!({"currency": "EUR"})), "coin_not_supported"),
+        // Fiat cannot be sent to an address; nor can an unknown currency.
+        (with(json!({"convert_to": "EUR"})), "coin_not_supported"),
+        (with(json!({"convert_to": "DOGE"})), "coin_not_supported"),
         (with(json!({"amount": "-0.01"})), "invalid_amount"),
         (with(json!({"amount": "0"})), "invalid_amount"),
         (with(json!({"amount": "0.000000000"})), "invalid_amount"),
