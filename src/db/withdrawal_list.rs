@@ -57,6 +57,8 @@ pub struct ListRow {
     pub status: Status,
     pub error: String,
     pub created_at: i64,
+    /// For a withdrawal with exchange: the balance it is paid from, and how much of it.
+    pub source: Option<(String, Decimal)>,
 }
 
 /// A page of rows, newest first, and the cursors to its neighbours (None: no rows there).
@@ -141,8 +143,7 @@ fn bind_all<'q>(
     q
 }
 
-const LIST_COLUMNS: &str =
-    "id, foreign_id, currency, amount, address, tag, end_user_reference, status, error, created_at";
+const LIST_COLUMNS: &str = "id, foreign_id, currency, amount, address, tag, end_user_reference, status, error, created_at, source_currency, source_amount";
 
 fn list_row(r: &sqlx::any::AnyRow) -> Result<ListRow, DbError> {
     let amount: String = r.try_get("amount")?;
@@ -158,6 +159,15 @@ fn list_row(r: &sqlx::any::AnyRow) -> Result<ListRow, DbError> {
         status: Status::parse(&status).ok_or_else(|| corrupt("withdrawals.status", status))?,
         error: r.try_get("error")?,
         created_at: r.try_get("created_at")?,
+        source: match r.try_get::<Option<String>, _>("source_currency")? {
+            Some(currency) => {
+                let a: Option<String> = r.try_get("source_amount")?;
+                let a = a.ok_or_else(|| corrupt("withdrawals.source_amount", "NULL"))?;
+                let amount = db_decimal(&a).map_err(|_| corrupt("withdrawals.source_amount", a))?;
+                Some((currency, amount))
+            }
+            None => None,
+        },
     })
 }
 

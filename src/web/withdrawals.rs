@@ -47,6 +47,10 @@ pub fn row_json(r: &ListRow) -> Value {
         "status": r.status.merchant_status(),
         "error": r.error,
         "created": rfc3339(r.created_at),
+        "source": r.source.as_ref().map(|(currency, amount)| json!({
+            "currency": currency,
+            "amount": amount_text(currency, *amount),
+        })),
     })
 }
 

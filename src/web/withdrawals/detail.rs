@@ -43,11 +43,30 @@ fn withdrawal_json(w: &Withdrawal, names: &Names) -> Value {
         Status::Processing => Some("sent to the payout rail, waiting for its confirmation"),
         _ => None,
     };
+    // What the balance gives: the amount plus its fee, or, with exchange, the amount of the
+    // other currency converted into the payout.
+    let (held_currency, held) = w.held();
     json!({
         "id": w.id,
         "foreign_id": w.foreign_id,
         "amount": amount_text(&w.currency, w.amount),
         "fee": amount_text(&w.currency, w.fee),
+        "total_fee": amount_text(&w.currency, w.total_fee()),
+        "taken": {
+            "currency": held_currency,
+            "amount": amount_text(held_currency, held),
+            "note": match w.status {
+                Status::Confirmed => "debited",
+                Status::Declined | Status::Cancelled => "held, then given back",
+                _ => "held until it is paid out; given back if it is not",
+            },
+        },
+        "exchange": w.exchange.as_ref().map(|x| json!({
+            "from_currency": x.from_currency,
+            "rate": x.rate.normalize().to_string(),
+            "fee": amount_text(&w.currency, x.fee),
+        })),
+        "rates_at": w.rates_at.map(rfc3339),
         "currency": w.currency,
         "network": w.network,
         "address": w.address,

@@ -275,3 +275,54 @@ async fn another_projects_withdrawal_does_not_exist_for_this_projects_users() {
     assert_eq!(o.get(&format!("/withdrawals/{ours}")).await.0, 404);
     assert_eq!(foreign_ids(&o.get("/withdrawals").await.1), ["theirs-1"]);
 }
+
+#[tokio::test]
+async fn a_withdrawal_with_exchange_shows_what_the_balance_gave_and_the_rate() {
+    let app = spawn_app().await;
+    app.credit("EUR", "1000").await;
+    app.credit("BTC", "1").await;
+    let (code, v) = app
+        .post_json(
+            "/withdrawal/crypto",
+            &json!({"foreign_id": "fx-1", "currency": "EUR", "convert_to": "BTC",
+                "amount": "600", "address": BTC_ADDR}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let fx = v["data"]["id"].as_i64().expect("id");
+    let (plain, _) = withdraw_ok(&app, "plain-1", "BTC", "0.01", BTC_ADDR).await;
+    app.wait_for_status("plain-1", "confirmed").await;
+
+    let b = owner(&app).await;
+    let (status, page) = b.get(&format!("/withdrawals/{fx}")).await;
+    assert_eq!(status, 200);
+    let t = text(&page);
+    // 600 EUR at 60,000 EUR per BTC, no fee configured.
+    assert!(t.contains("id=\"amount\">0.01000000 BTC<"), "{t}");
+    assert!(t.contains("id=\"held\">600.00 EUR "), "{t}");
+    assert!(
+        t.contains("id=\"exchange\">EUR → BTC at 0.0000166666666667 BTC per EUR"),
+        "{t}"
+    );
+    let (_, page) = b.get(&format!("/withdrawals/{plain}")).await;
+    let t = text(&page);
+    assert!(t.contains("id=\"held\">0.01000000 BTC "), "{t}");
+    assert!(dd_text(&t, "held").contains("debited"), "{t}");
+    assert!(!t.contains("id=\"exchange\""));
+
+    // The list shows the payout, and for the exchange where it came from.
+    let (_, list) = b.get("/withdrawals?currency=BTC").await;
+    assert_eq!(foreign_ids(&list), ["plain-1", "fx-1"]);
+    assert!(
+        row_with(&list, "data-foreign-id=\"fx-1\"")
+            .contains("from <span class=\"nowrap\">600.00</span> EUR")
+    );
+    assert!(!row_with(&list, "data-foreign-id=\"plain-1\"").contains("from "));
+}
+
+/// The text of the `<dd id="...">` element.
+fn dd_text(page: &str, id: &str) -> String {
+    let marker = format!("<dd id=\"{id}\">");
+    let at = page.find(&marker).expect("dd") + marker.len();
+    page[at..at + page[at..].find("</dd>").expect("dd end")].to_string()
+}
