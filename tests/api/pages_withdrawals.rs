@@ -434,3 +434,4 @@ async fn pagination_walks_every_row_exactly_once_both_ways() {
 }
 
 mod detail;
+mod in_chromium;
