@@ -94,35 +94,31 @@ impl Chrome {
         self.client.goto(url).await.expect("navigate");
     }
 
+    /// Finds an element, waiting up to 10 s for it to appear (after a navigation).
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let mut last = String::new();
+        for _ in 0..100 {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(el) => return el,
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never appeared: {last}");
+    }
+
     pub async fn fill(&self, css: &str, value: &str) {
-        let el = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        let el = self.find(css).await;
         el.clear().await.expect("clear");
         el.send_keys(value).await.expect("type");
     }
 
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .expect("click");
+        self.find(css).await.click().await.expect("click");
     }
 
-    #[allow(dead_code)] // for the page stories to come
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .expect("text")
+        self.find(css).await.text().await.expect("text")
     }
 
     pub async fn source(&self) -> String {
@@ -136,6 +132,20 @@ impl Chrome {
             .expect("url")
             .path()
             .to_string()
+    }
+
+    /// Waits (up to 10 s) for a navigation a click started to reach `expected`; returns the
+    /// path it ended on, for the caller's assertion.
+    pub async fn wait_for_path(&self, expected: &str) -> String {
+        let mut path = self.path().await;
+        for _ in 0..100 {
+            if path == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            path = self.path().await;
+        }
+        path
     }
 
     /// Saves a PNG screenshot under `target/test-artifacts/`.

@@ -20,7 +20,7 @@ async fn sign_in_with_password_and_code_in_chromium() {
     chrome.fill("input[name=password]", &alice.password).await;
     chrome.click("button[type=submit]").await;
     assert_eq!(
-        chrome.path().await,
+        chrome.wait_for_path("/login/totp").await,
         "/login/totp",
         "{}",
         chrome.source().await
@@ -29,7 +29,10 @@ async fn sign_in_with_password_and_code_in_chromium() {
     chrome.fill("input[name=code]", &app.code(&alice)).await;
     chrome.click("button[type=submit]").await;
     // Back to the page asked for at first.
-    assert_eq!(chrome.path().await, "/account/sessions");
+    assert_eq!(
+        chrome.wait_for_path("/account/sessions").await,
+        "/account/sessions"
+    );
     assert!(chrome.source().await.contains(&alice.email));
     let shot = chrome.screenshot("sign-in-sessions").await;
     assert!(
@@ -58,7 +61,7 @@ async fn an_invited_member_joins_enrolls_signs_out_and_back_in_in_chromium() {
     chrome.fill("input[name=password]", password).await;
     chrome.fill("input[name=confirm]", password).await;
     chrome.click("button[type=submit]").await;
-    assert_eq!(chrome.path().await, "/login/enroll");
+    assert_eq!(chrome.wait_for_path("/login/enroll").await, "/login/enroll");
 
     // Enroll: the key shown on the page is what an authenticator app would read.
     let secret = countersign::auth::totp::from_base32(&chrome.text("#totp-secret").await)
@@ -76,12 +79,12 @@ async fn an_invited_member_joins_enrolls_signs_out_and_back_in_in_chromium() {
         "{codes}"
     );
     chrome.click("a.button").await;
-    assert_eq!(chrome.path().await, "/");
+    assert_eq!(chrome.wait_for_path("/").await, "/");
     assert!(chrome.source().await.contains(email));
 
     // Sign out, then back in with password and the next code.
     chrome.click("header form button").await;
-    assert_eq!(chrome.path().await, "/login");
+    assert_eq!(chrome.wait_for_path("/login").await, "/login");
     chrome.fill("input[name=email]", email).await;
     chrome.fill("input[name=password]", password).await;
     chrome.click("button[type=submit]").await;
@@ -91,7 +94,7 @@ async fn an_invited_member_joins_enrolls_signs_out_and_back_in_in_chromium() {
             .unwrap();
     chrome.fill("input[name=code]", &code).await;
     chrome.click("button[type=submit]").await;
-    assert_eq!(chrome.path().await, "/");
+    assert_eq!(chrome.wait_for_path("/").await, "/");
     let page = chrome.source().await;
     assert!(page.contains(email) && page.contains("Dashboard"), "{page}");
     let shot = chrome.screenshot("invite-enroll-dashboard").await;
