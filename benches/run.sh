@@ -6,22 +6,22 @@
 # env:   PORT                  server port (default: the first free one from 18080)
 #        SKIP_PREFILL=1        skip the run against a prefilled database
 #        PREFILL_COUNT         historical withdrawals to prefill (default 1000000)
-#        COUNTERSIGN_BENCH_PG  postgres://user@host:5432/postgres: also run on PostgreSQL, in a
+#        CS_BENCH_PG  postgres://user@host:5432/postgres: also run on PostgreSQL, in a
 #                              fresh database bench_<random> that is dropped at the end
-#        COUNTERSIGN_BIN, LOADGEN_BIN  use these binaries instead of building them
+#        CS_BIN, LOADGEN_BIN  use these binaries instead of building them
 set -euo pipefail
 
 N=${1:-20000}
 C=${2:-32}
 PREFILL_COUNT=${PREFILL_COUNT:-1000000}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ -z ${COUNTERSIGN_BIN:-} ]] || COUNTERSIGN_BIN=$(realpath "$COUNTERSIGN_BIN")
+[[ -z ${CS_BIN:-} ]] || CS_BIN=$(realpath "$CS_BIN")
 [[ -z ${LOADGEN_BIN:-} ]] || LOADGEN_BIN=$(realpath "$LOADGEN_BIN")
 cd "$ROOT"
 
-if [[ -z ${COUNTERSIGN_BIN:-} ]]; then
+if [[ -z ${CS_BIN:-} ]]; then
     cargo build --release
-    COUNTERSIGN_BIN=$ROOT/target/release/countersign
+    CS_BIN=$ROOT/target/release/countersign
 fi
 if [[ -z ${LOADGEN_BIN:-} ]]; then
     cargo bench --bench loadgen --no-run
@@ -36,7 +36,7 @@ for line in sys.stdin:
     [[ -x $LOADGEN_BIN ]] || { echo "run.sh: cannot find the loadgen bench binary" >&2; exit 1; }
 fi
 
-cs() { "$COUNTERSIGN_BIN" "$@"; }
+cs() { "$CS_BIN" "$@"; }
 
 # json FIELD.PATH: read one JSON object on stdin (the last line that is one) and print a field.
 json() {
@@ -71,10 +71,10 @@ setup_project() {
 }
 
 start_server() {
-    "$COUNTERSIGN_BIN" serve >>"$TMP/serve.log" 2>&1 & # not via cs(): $! must be the server
+    "$CS_BIN" serve >>"$TMP/serve.log" 2>&1 & # not via cs(): $! must be the server
     SERVER_PID=$!
     for _ in $(seq 1 300); do
-        if curl -fsS --noproxy '*' --max-time 1 -o /dev/null "$BASE_URL/api/v2/ping" 2>/dev/null; then
+        if curl -fsS --noproxy '*' --max-time 1 -o /dev/null "$BASE_URL/readyz" 2>/dev/null; then
             return 0
         fi
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -85,7 +85,7 @@ start_server() {
         fi
         sleep 0.2
     done
-    echo "run.sh: countersign serve did not answer $BASE_URL/api/v2/ping in 60 s" >&2
+    echo "run.sh: countersign serve did not answer $BASE_URL/readyz in 60 s" >&2
     tail -n 50 "$TMP/serve.log" >&2
     exit 1
 }
@@ -124,7 +124,7 @@ ratio() { python3 -c 'import sys; print(f"{100 * float(sys.argv[1]) / float(sys.
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/countersign-bench.XXXXXX")
 SERVER_PID=
-PG_ADMIN_URL=${COUNTERSIGN_BENCH_PG:-}
+PG_ADMIN_URL=${CS_BENCH_PG:-}
 PG_DB=
 
 cleanup() {

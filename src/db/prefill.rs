@@ -1,6 +1,6 @@
 //! Bulk history for benchmarks: `countersign dev prefill` inserts confirmed withdrawals (and
-//! their timeline rows) as if a merchant had been running for a while, so intake and list
-//! speed can be measured against a large table.
+//! their timeline rows) as if a merchant had been running for a while, oldest first (one a
+//! second up to now), so intake and list speed can be measured against a large table.
 
 use super::{Db, DbError};
 
@@ -21,7 +21,7 @@ pub async fn withdrawals(db: &Db, project_id: &str, count: u64, now: i64) -> Res
              SELECT $2, 'prefill-' || $3 || '-' || ($4 + n), 'prefill', 'api', 'api_key', 'prefill',
                 'SBX', 'sandbox', '0.001', '0', 'sbx_prefill', NULL, 'user-' || (n % 1000), 'EUR', '0.001', '1',
                 'confirmed', 'approved', '{\"approvals\":0,\"owner_required\":false,\"reasons\":[]}', 'h0', 'd0', '',
-                'prefill' || ($4 + n), 0, NULL, $5 - ($4 + n) * 1000, $5 - ($4 + n) * 1000
+                'prefill' || ($4 + n), 0, NULL, $5 - ($6 - $4 - n) * 1000, $5 - ($6 - $4 - n) * 1000
              FROM seq",
         )
         .bind(i64::try_from(n).unwrap_or(i64::MAX))
@@ -29,6 +29,7 @@ pub async fn withdrawals(db: &Db, project_id: &str, count: u64, now: i64) -> Res
         .bind(&run)
         .bind(i64::try_from(done).unwrap_or(i64::MAX))
         .bind(now)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

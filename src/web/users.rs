@@ -274,6 +274,45 @@ async fn role_submit(
     }
 }
 
+/// The one-click actions on a user, each behind CSRF, the project scope and a fresh code.
+#[derive(Clone, Copy)]
+enum Action {
+    Reset2fa,
+    Remove,
+    ResendInvite,
+}
+
+async fn act(
+    state: &AppState,
+    req: &HttpRequest,
+    s: &SignedIn,
+    id: &str,
+    form: &CodeForm,
+    action: Action,
+) -> Result<HttpResponse, PageError> {
+    csrf::check(state, req, &s.session, &form.csrf)?;
+    let user = target(state, s, id).await?;
+    if let Some(m) = step_up::check(state, req, s, &form.code).await? {
+        return code_refused(s, &user, m);
+    }
+    let o = origin(req);
+    let (result, done) = match action {
+        Action::Reset2fa => (team::reset_2fa(state, &s.user, &user.id, &o).await, "reset"),
+        Action::Remove => (
+            team::remove_user(state, &s.user, &user.id, &o).await,
+            "removed",
+        ),
+        Action::ResendInvite => (
+            team::resend_invite(state, &s.user, &user.id, &o).await,
+            "resent",
+        ),
+    };
+    match result {
+        Ok(_) => step_up::redirect_renewed(state, req, s, &format!("/users?done={done}")).await,
+        Err(e) => refused(s, &user, e),
+    }
+}
+
 async fn reset_submit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -281,15 +320,7 @@ async fn reset_submit(
     path: web::Path<String>,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
-    csrf::check(&state, &req, &s.session, &form.csrf)?;
-    let user = target(&state, &s, &path).await?;
-    if let Some(m) = step_up::check(&state, &req, &s, &form.code).await? {
-        return code_refused(&s, &user, m);
-    }
-    match team::reset_2fa(&state, &s.user, &user.id, &origin(&req)).await {
-        Ok(_) => step_up::redirect_renewed(&state, &req, &s, "/users?done=reset").await,
-        Err(e) => refused(&s, &user, e),
-    }
+    act(&state, &req, &s, &path, &form, Action::Reset2fa).await
 }
 
 async fn remove_submit(
@@ -299,15 +330,7 @@ async fn remove_submit(
     path: web::Path<String>,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
-    csrf::check(&state, &req, &s.session, &form.csrf)?;
-    let user = target(&state, &s, &path).await?;
-    if let Some(m) = step_up::check(&state, &req, &s, &form.code).await? {
-        return code_refused(&s, &user, m);
-    }
-    match team::remove_user(&state, &s.user, &user.id, &origin(&req)).await {
-        Ok(_) => step_up::redirect_renewed(&state, &req, &s, "/users?done=removed").await,
-        Err(e) => refused(&s, &user, e),
-    }
+    act(&state, &req, &s, &path, &form, Action::Remove).await
 }
 
 async fn resend_submit(
@@ -317,13 +340,5 @@ async fn resend_submit(
     path: web::Path<String>,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
-    csrf::check(&state, &req, &s.session, &form.csrf)?;
-    let user = target(&state, &s, &path).await?;
-    if let Some(m) = step_up::check(&state, &req, &s, &form.code).await? {
-        return code_refused(&s, &user, m);
-    }
-    match team::resend_invite(&state, &s.user, &user.id, &origin(&req)).await {
-        Ok(_) => step_up::redirect_renewed(&state, &req, &s, "/users?done=resent").await,
-        Err(e) => refused(&s, &user, e),
-    }
+    act(&state, &req, &s, &path, &form, Action::ResendInvite).await
 }
