@@ -138,6 +138,13 @@ impl Application {
         // A first fetch before serving, so a live source has rates from the first request (a
         // failure is logged and retried by the poller; conversions are refused meanwhile).
         let _ = state.rates.refresh().await;
+        if state.mailer.is_dev_mailbox() && !crate::web::mailbox::served(&state) {
+            tracing::warn!(
+                "no SMTP server is configured: email is kept in the database and not sent, and the \
+                 development mailbox page is not served because base_url is not a loopback address. \
+                 Configure smtp.host."
+            );
+        }
         let server = http_server(state.clone(), listener)?;
         Ok(Application {
             port,

@@ -1,6 +1,8 @@
 //! The development mailbox: when no SMTP server is configured, mail is kept here and shown at
 //! `/dev/mailbox`, links clickable, so every email flow can be followed in one browser. It is
-//! not served at all when SMTP is configured.
+//! not served at all when SMTP is configured, nor when `base_url` is not a loopback address:
+//! the mail holds invitation links, and a public installation that forgot its SMTP settings
+//! must not publish them.
 
 use super::error::PageError;
 use super::render;
@@ -15,8 +17,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/dev/mailbox/{id}", web::get().to(show));
 }
 
+/// Whether the mailbox page is served (see the module documentation).
+pub fn served(state: &AppState) -> bool {
+    let loopback = url::Url::parse(&state.settings.base_url).is_ok_and(|u| match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    });
+    state.mailer.is_dev_mailbox() && loopback
+}
+
 fn enabled(state: &AppState) -> Result<(), PageError> {
-    if state.mailer.is_dev_mailbox() {
+    if served(state) {
         Ok(())
     } else {
         Err(PageError::NotFound)

@@ -72,3 +72,36 @@ async fn without_smtp_mail_is_kept_in_the_dev_mailbox_with_clickable_links() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_public_installation_without_smtp_does_not_publish_its_mail() {
+    let app = spawn_app_with(|s| s.base_url = "https://payouts.acme.example".into()).await;
+    // Browser forms must come from base_url, which this test cannot be: queue a message the
+    // way the service does.
+    let mut ctx = tera::Context::new();
+    ctx.insert("email", "alice@acme.test");
+    ctx.insert("what", "password");
+    ctx.insert("minutes", &15);
+    ctx.insert("ip", "203.0.113.9");
+    ctx.insert("base_url", "https://payouts.acme.example");
+    let mail =
+        countersign::notify::email::render("lockout", "alice@acme.test", "Locked", &ctx).unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    countersign::notify::email::queue(
+        &mut tx,
+        app.project_id(),
+        &mail,
+        "t:1".into(),
+        countersign::clock::Clock::now_ms(&app.clock),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    app.state.wake.notify_one();
+    eventually("mail kept", || async {
+        (app.count("dev_mailbox").await > 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.browser().get("/dev/mailbox").await.0, 404);
+    assert_eq!(app.browser().get("/dev/mailbox/1").await.0, 404);
+}
