@@ -236,12 +236,23 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Invitation links carry their secret token in the path: logged without it.
+/// Invitation and setup links carry their secret token in the path: logged without it.
 fn loggable_path(path: &str) -> String {
-    if path.starts_with("/invite/") {
-        "/invite/{token}".to_string()
-    } else {
-        path.to_string()
+    for prefix in ["/invite/", "/setup/"] {
+        if path.starts_with(prefix) {
+            return format!("{prefix}{{token}}");
+        }
+    }
+    path.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_paths_are_logged_without_their_token() {
+        assert_eq!(super::loggable_path("/invite/abcDEF123"), "/invite/{token}");
+        assert_eq!(super::loggable_path("/setup/abcDEF123"), "/setup/{token}");
+        assert_eq!(super::loggable_path("/withdrawals/12"), "/withdrawals/12");
     }
 }
 
