@@ -246,15 +246,6 @@ fn loggable_path(path: &str) -> String {
     path.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn secret_paths_are_logged_without_their_token() {
-        assert_eq!(super::loggable_path("/invite/abcDEF123"), "/invite/{token}");
-        assert_eq!(super::loggable_path("/setup/abcDEF123"), "/setup/{token}");
-        assert_eq!(super::loggable_path("/withdrawals/12"), "/withdrawals/12");
-    }
-}
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.db.ping().await {
@@ -262,5 +253,15 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({"status": "database unreachable"}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_paths_are_logged_without_their_token() {
+        assert_eq!(super::loggable_path("/invite/abcDEF123"), "/invite/{token}");
+        assert_eq!(super::loggable_path("/setup/abcDEF123"), "/setup/{token}");
+        assert_eq!(super::loggable_path("/withdrawals/12"), "/withdrawals/12");
     }
 }
