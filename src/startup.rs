@@ -246,7 +246,6 @@ fn loggable_path(path: &str) -> String {
     path.to_string()
 }
 
-
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.db.ping().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
