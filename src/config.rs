@@ -48,8 +48,6 @@ pub struct SessionSettings {
     pub idle_minutes: u64,
     /// A session ends this long after sign-in, used or not.
     pub absolute_hours: u64,
-    /// How recent a TOTP verification must be for a step-up action.
-    pub step_up_minutes: u64,
 }
 
 impl Default for SessionSettings {
@@ -57,7 +55,6 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_minutes: 30,
             absolute_hours: 12,
-            step_up_minutes: 5,
         }
     }
 }

@@ -141,14 +141,6 @@ impl SignedIn {
             Err(PageError::Forbidden)
         }
     }
-
-    /// Whether a TOTP code was verified in this session within the step-up window.
-    pub fn recently_verified(&self, state: &AppState) -> bool {
-        let window = i64::try_from(state.settings.sessions.step_up_minutes).unwrap_or(5) * 60_000;
-        self.session
-            .verified_at
-            .is_some_and(|t| state.now() - t <= window)
-    }
 }
 
 impl FromRequest for SignedIn {

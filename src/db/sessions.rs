@@ -156,15 +156,6 @@ pub async fn active_for_user(
     rows.iter().map(from_row).collect()
 }
 
-pub async fn mark_verified(db: &Db, id_hash: &str, now: i64) -> Result<(), DbError> {
-    sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id_hash = $2")
-        .bind(now)
-        .bind(id_hash)
-        .execute(db.writer())
-        .await?;
-    Ok(())
-}
-
 pub async fn set_return_to(db: &Db, id_hash: &str, to: Option<&str>) -> Result<(), DbError> {
     sqlx::query("UPDATE sessions SET return_to = $1 WHERE id_hash = $2")
         .bind(to)

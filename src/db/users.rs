@@ -354,15 +354,6 @@ pub async fn remove(tx: &mut Tx, user_id: &str, now: i64) -> Result<(), DbError>
     Ok(())
 }
 
-pub async fn set_email_alerts(db: &Db, user_id: &str, on: bool) -> Result<(), DbError> {
-    sqlx::query("UPDATE users SET email_alerts = $1 WHERE id = $2")
-        .bind(i64::from(on))
-        .bind(user_id)
-        .execute(db.writer())
-        .await?;
-    Ok(())
-}
-
 pub async fn replace_recovery_codes(
     tx: &mut Tx,
     user_id: &str,
@@ -398,16 +389,6 @@ pub async fn use_recovery_code(
     .execute(db.writer())
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-pub async fn unused_recovery_codes(db: &Db, user_id: &str) -> Result<i64, DbError> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
-    )
-    .bind(user_id)
-    .fetch_one(db.reader())
-    .await?;
-    Ok(row.try_get("n")?)
 }
 
 /// Owners and users with withdrawal rights of a project who can use them (TOTP enrolled).

@@ -218,7 +218,6 @@ async fn totp_submit(
 }
 
 fn enroll_form(
-    state: &AppState,
     row: &SessionRow,
     user: &users::User,
     secret: &[u8],
@@ -237,7 +236,6 @@ fn enroll_form(
         "otpauth",
         &totp::otpauth_url(secret, &user.email).map_err(PageError::internal)?,
     );
-    let _ = state;
     render("auth/enroll.html", &ctx)
 }
 
@@ -252,7 +250,7 @@ async fn enroll_page(
             .await
             .map_err(PageError::internal)?,
     };
-    enroll_form(&state, &row, &user, &secret, None)
+    enroll_form(&row, &user, &secret, None)
 }
 
 async fn enroll_submit(
@@ -281,7 +279,7 @@ async fn enroll_submit(
             let secret = people::pending_secret(&state, &user)
                 .map_err(PageError::internal)?
                 .ok_or_else(|| PageError::internal("no pending secret"))?;
-            let mut resp = enroll_form(&state, &row, &user, &secret, Some(&m))?;
+            let mut resp = enroll_form(&row, &user, &secret, Some(&m))?;
             *resp.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
             Ok(resp)
         }
