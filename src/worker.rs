@@ -119,6 +119,7 @@ impl Worker {
             Some(JobKind::PayoutSubmit) => self.advance_payout(job, Status::Approved).await,
             Some(JobKind::PayoutCheck) => self.advance_payout(job, Status::Processing).await,
             Some(JobKind::Email) => self.send_email(job).await,
+            Some(JobKind::ApprovalEmail) => self.send_approval_email(job).await,
             None => Ok(Outcome::Dead(format!("unknown job kind {}", job.kind))),
         };
         result.unwrap_or_else(|e| Outcome::Retry {
@@ -339,8 +340,35 @@ impl Worker {
         let Ok(email) = serde_json::from_str::<crate::notify::email::Email>(&job.payload) else {
             return Ok(Outcome::Dead("malformed email job".into()));
         };
+        self.deliver_email(job, &email).await
+    }
+
+    /// Approval emails are made at send time (with a fresh link) and not sent at all once
+    /// the withdrawal is decided.
+    async fn send_approval_email(&self, job: &Job) -> Result<Outcome, DbError> {
+        let Ok(p) = serde_json::from_str::<crate::service::alerts::ApprovalEmailJob>(&job.payload)
+        else {
+            return Ok(Outcome::Dead("malformed approval email job".into()));
+        };
+        let Some(withdrawal_id) = job.withdrawal_id else {
+            return Ok(Outcome::Dead("approval email without a withdrawal".into()));
+        };
+        use crate::notify::approval_email::{BuildError, build};
+        match build(&self.state, withdrawal_id, &p.user_id).await {
+            Ok(Some(email)) => self.deliver_email(job, &email).await,
+            Ok(None) => Ok(Outcome::Done),
+            Err(BuildError::Db(e)) => Err(e),
+            Err(e) => Ok(Outcome::Dead(e.to_string())),
+        }
+    }
+
+    async fn deliver_email(
+        &self,
+        job: &Job,
+        email: &crate::notify::email::Email,
+    ) -> Result<Outcome, DbError> {
         let now = self.state.now();
-        match self.state.mailer.send(&self.state.db, &email, now).await {
+        match self.state.mailer.send(&self.state.db, email, now).await {
             Ok(()) => Ok(Outcome::Done),
             Err(e) => {
                 let error = e.to_string();

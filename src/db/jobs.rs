@@ -12,6 +12,8 @@ pub enum JobKind {
     PayoutSubmit,
     PayoutCheck,
     Email,
+    /// An approval email to one approver, rendered (with its link token) when sent.
+    ApprovalEmail,
 }
 
 impl JobKind {
@@ -21,6 +23,7 @@ impl JobKind {
             JobKind::PayoutSubmit => "payout_submit",
             JobKind::PayoutCheck => "payout_check",
             JobKind::Email => "email",
+            JobKind::ApprovalEmail => "approval_email",
         }
     }
 
@@ -30,6 +33,7 @@ impl JobKind {
             "payout_submit" => Some(JobKind::PayoutSubmit),
             "payout_check" => Some(JobKind::PayoutCheck),
             "email" => Some(JobKind::Email),
+            "approval_email" => Some(JobKind::ApprovalEmail),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub mod audit_list;
 pub mod balances;

@@ -46,6 +46,8 @@ pub struct User {
     pub failures_since: Option<i64>,
     pub locked_until: Option<i64>,
     pub email_alerts: bool,
+    /// Email about the outcome of withdrawals this user initiated.
+    pub outcome_alerts: bool,
     pub created_at: i64,
 }
 
@@ -73,7 +75,7 @@ impl User {
     }
 }
 
-const COLUMNS: &str = "id, project_id, email, role, withdrawal_rights, status, password_hash, totp_secret_enc, totp_pending_enc, totp_last_step, session_generation, failed_passwords, failed_totp, failures_since, locked_until, email_alerts, created_at";
+const COLUMNS: &str = "id, project_id, email, role, withdrawal_rights, status, password_hash, totp_secret_enc, totp_pending_enc, totp_last_step, session_generation, failed_passwords, failed_totp, failures_since, locked_until, email_alerts, outcome_alerts, created_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<User, DbError> {
     let role: String = r.try_get("role")?;
@@ -94,6 +96,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<User, DbError> {
         failures_since: r.try_get("failures_since")?,
         locked_until: r.try_get("locked_until")?,
         email_alerts: r.try_get::<i64, _>("email_alerts")? != 0,
+        outcome_alerts: r.try_get::<i64, _>("outcome_alerts")? != 0,
         created_at: r.try_get("created_at")?,
     })
 }

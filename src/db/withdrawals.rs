@@ -222,6 +222,20 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<Withdrawal>, DbError> {
     row.as_ref().map(from_row).transpose()
 }
 
+/// Reads a withdrawal inside a write transaction and keeps it locked until commit: decisions
+/// on one withdrawal queue here, so each sees the votes of those before it.
+pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Withdrawal>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM withdrawals WHERE id = $1{}",
+        db.for_update()
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// The one conditional write behind every status change: zero rows means someone else moved
 /// the withdrawal first.
 #[allow(clippy::too_many_arguments)]

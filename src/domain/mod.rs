@@ -1,6 +1,7 @@
 //! Pure domain logic: no I/O, no clock reads, no sqlx.
 
 pub mod address;
+pub mod approval;
 pub mod exchange;
 pub mod money;
 pub mod policy;

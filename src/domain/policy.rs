@@ -82,6 +82,13 @@ pub enum HoldReason {
     },
     /// The project's Withdrawal Confirmation feature is on.
     WithdrawalConfirmation,
+    /// An approval tier: at or above `min` (base currency), `approvers` distinct people.
+    Tier {
+        scope: Scope,
+        min: String,
+        currency: String,
+        approvers: u32,
+    },
 }
 
 impl HoldReason {
@@ -101,6 +108,16 @@ impl HoldReason {
             HoldReason::WithdrawalConfirmation => {
                 "Withdrawal Confirmation is enabled: every withdrawal needs a second person".into()
             }
+            HoldReason::Tier {
+                scope,
+                min,
+                currency,
+                approvers,
+            } => format!(
+                "{} approval tier: at or above {min} {currency} needs {approvers} distinct approver{}",
+                scope.as_str(),
+                if *approvers == 1 { "" } else { "s" }
+            ),
         }
     }
 }
@@ -119,6 +136,14 @@ impl ApprovalRequirement {
     pub fn is_needed(&self) -> bool {
         self.approvals > 0
     }
+}
+
+/// An owner-set approval tier of one scope: withdrawals worth at least `min_base_amount`
+/// (base currency) need `approvers` distinct approvers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier {
+    pub min_base_amount: Decimal,
+    pub approvers: u32,
 }
 
 /// Totals already used in the current windows, in the currency's units and base value.
@@ -143,8 +168,14 @@ pub struct PolicyInput<'a> {
     pub used_this_hour: Usage,
     pub used_today: Usage,
     pub withdrawal_confirmation: bool,
+    /// The scope's approval tiers (any order).
+    pub tiers: &'a [Tier],
 }
 
+/// The requirement a withdrawal is created with: over any limit, one owner; Withdrawal
+/// Confirmation, one person with withdrawal rights; the highest tier reached, its number of
+/// distinct approvers. The largest count wins; "an owner among them" holds when a limit is
+/// exceeded.
 pub fn requirement(input: &PolicyInput<'_>) -> ApprovalRequirement {
     let (limits, value, hour, day, unit) = match input.currency_limits {
         Some(l) => (
@@ -185,8 +216,23 @@ pub fn requirement(input: &PolicyInput<'_>) -> ApprovalRequirement {
     if input.withdrawal_confirmation {
         reasons.push(HoldReason::WithdrawalConfirmation);
     }
+    let mut approvals = u32::from(!reasons.is_empty());
+    let tier = input
+        .tiers
+        .iter()
+        .filter(|t| input.base_value >= t.min_base_amount && t.approvers > 0)
+        .max_by_key(|t| t.min_base_amount);
+    if let Some(t) = tier {
+        reasons.push(HoldReason::Tier {
+            scope: input.scope,
+            min: t.min_base_amount.normalize().to_string(),
+            currency: input.base_currency.to_string(),
+            approvers: t.approvers,
+        });
+        approvals = approvals.max(t.approvers);
+    }
     ApprovalRequirement {
-        approvals: u32::from(!reasons.is_empty()),
+        approvals,
         owner_required: over_limit,
         reasons,
     }
@@ -208,6 +254,7 @@ mod tests {
             used_this_hour: Usage::default(),
             used_today: Usage::default(),
             withdrawal_confirmation: false,
+            tiers: &[],
         }
     }
 
@@ -276,5 +323,33 @@ mod tests {
         assert_eq!(r.approvals, 1);
         assert!(!r.owner_required);
         assert_eq!(r.reasons, vec![HoldReason::WithdrawalConfirmation]);
+    }
+
+    #[test]
+    fn the_highest_tier_reached_sets_the_count() {
+        let tiers = [
+            Tier {
+                min_base_amount: Decimal::new(500, 0),
+                approvers: 2,
+            },
+            Tier {
+                min_base_amount: Decimal::new(5_000, 0),
+                approvers: 3,
+            },
+        ];
+        let mut i = input(1, 499);
+        i.tiers = &tiers;
+        assert!(!requirement(&i).is_needed());
+        i.base_value = Decimal::new(500, 0);
+        let r = requirement(&i);
+        assert_eq!((r.approvals, r.owner_required), (2, false));
+        // Over the per-operation limit too: an owner must be among the three.
+        i.base_value = Decimal::new(6_000, 0);
+        let r = requirement(&i);
+        assert_eq!((r.approvals, r.owner_required), (3, true));
+        assert!(matches!(
+            r.reasons.last(),
+            Some(HoldReason::Tier { approvers: 3, min, .. }) if min == "5000"
+        ));
     }
 }

@@ -181,6 +181,7 @@ pub async fn invite(
         failures_since: None,
         locked_until: None,
         email_alerts: true,
+        outcome_alerts: true,
         created_at: now,
     };
     queue_invite(state, &mut tx, by, &invitee, &project.name, now).await?;

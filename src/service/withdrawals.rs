@@ -3,6 +3,7 @@
 //! outbox rows and the audit record commit together or not at all.
 
 use crate::clock::HOUR_MS;
+use crate::db::approvals;
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, BalanceError, LedgerKind};
 use crate::db::exchanges;
@@ -15,7 +16,7 @@ use crate::domain::policy::{self, PolicyInput, Scope, Usage};
 use crate::domain::withdrawal::{Event, FundsEffect, NewWithdrawal, Status, transition};
 use crate::error::ApiError;
 use crate::notify::callback::CallbackJob;
-use crate::service::pricing;
+use crate::service::{alerts, pricing};
 use crate::state::AppState;
 use serde_json::json;
 
@@ -48,6 +49,11 @@ pub async fn create(
     let (base_limits, currency_limits) =
         limits::for_withdrawal(&state.db, &project.id, scope, payout.code()).await?;
     let (hour, day) = limits::buckets(now);
+    let tiers: Vec<_> = approvals::tiers(&state.db, &project.id)
+        .await?
+        .into_iter()
+        .filter_map(|(s, t)| (s == scope).then_some(t))
+        .collect();
 
     let mut tx = state.db.begin().await?;
     let Some(balance) =
@@ -73,6 +79,7 @@ pub async fn create(
         used_this_hour: used_hour,
         used_today: used_day,
         withdrawal_confirmation: project.withdrawal_confirmation,
+        tiers: &tiers,
     });
     let status = if requirement.is_needed() {
         Status::Pending
@@ -218,6 +225,9 @@ pub async fn create(
     )
     .await?;
     queue_effects(&mut tx, state, &w, now).await?;
+    if status == Status::Pending {
+        alerts::on_pending(&mut tx, state, &w, now).await?;
+    }
     audit::append(
         &mut tx,
         &audit::Entry {
@@ -341,11 +351,20 @@ impl From<BalanceError> for ChangeError {
     }
 }
 
-async fn decided(state: &AppState, id: i64) -> Result<ChangeError, DbError> {
+/// Who decided `id`: the event that took it out of `pending` (the decision a late approver
+/// lost to), else its latest event.
+pub(crate) async fn decided(state: &AppState, id: i64) -> Result<ChangeError, DbError> {
     let w = wdb::by_id(&state.db, id)
         .await?
         .ok_or_else(|| crate::db::corrupt("withdrawals.id", id.to_string()))?;
-    let last = wdb::events(&state.db, id).await?.pop();
+    let mut events = wdb::events(&state.db, id).await?;
+    let left_pending = events
+        .iter()
+        .position(|e| e.from_status.as_deref() == Some(Status::Pending.as_str()));
+    let last = match left_pending {
+        Some(i) => Some(events.swap_remove(i)),
+        None => events.pop(),
+    };
     Ok(ChangeError::NotAllowed(Decided {
         status: w.status,
         actor_kind: last
@@ -367,20 +386,58 @@ pub async fn change(
     w: &Withdrawal,
     change: Change<'_>,
 ) -> Result<Withdrawal, ChangeError> {
-    let Ok((to, funds)) = transition(w.status, change.event) else {
+    if transition(w.status, change.event).is_err() {
         return Err(decided(state, w.id).await?);
+    }
+    let mut tx = state.db.begin().await?;
+    let balance = lock_funds(state, &mut tx, w, change.event).await?;
+    match change_in(state, &mut tx, w, &change, balance).await? {
+        Some(after) => {
+            tx.commit().await.map_err(DbError::from)?;
+            state.wake.notify_one();
+            Ok(after)
+        }
+        None => {
+            drop(tx);
+            Err(decided(state, w.id).await?)
+        }
+    }
+}
+
+/// Locks the balance `event` will move funds on, if it moves any. Lock order everywhere:
+/// balance, then withdrawal, then limit usage, then audit head.
+pub(crate) async fn lock_funds(
+    state: &AppState,
+    tx: &mut Tx,
+    w: &Withdrawal,
+    event: Event,
+) -> Result<Option<balances::Balance>, DbError> {
+    match transition(w.status, event) {
+        Ok((_, FundsEffect::None)) | Err(_) => Ok(None),
+        Ok(_) => {
+            let (currency, _) = w.held();
+            balances::lock(&state.db, tx, &w.project_id, currency).await
+        }
+    }
+}
+
+/// The change inside the caller's transaction (which holds `balance`, locked by
+/// [`lock_funds`]). `None` when `w` is no longer in the status it was read in: someone else
+/// moved it first, and the caller must roll back.
+pub(crate) async fn change_in(
+    state: &AppState,
+    tx: &mut Tx,
+    w: &Withdrawal,
+    change: &Change<'_>,
+    balance: Option<balances::Balance>,
+) -> Result<Option<Withdrawal>, ChangeError> {
+    let Ok((to, funds)) = transition(w.status, change.event) else {
+        return Ok(None);
     };
     let now = state.now();
-    let mut tx = state.db.begin().await?;
-    // Lock order everywhere: balance, then withdrawal, then limit usage, then audit head.
     let (held_currency, held) = w.held();
-    let balance = match funds {
-        FundsEffect::None => None,
-        _ => balances::lock(&state.db, &mut tx, &w.project_id, held_currency).await?,
-    };
-    if !wdb::set_status(&mut tx, w.id, w.status, to, change.error, change.txid, now).await? {
-        drop(tx);
-        return Err(decided(state, w.id).await?);
+    if !wdb::set_status(tx, w.id, w.status, to, change.error, change.txid, now).await? {
+        return Ok(None);
     }
     match (funds, balance) {
         (FundsEffect::None, _) => {}
@@ -391,7 +448,7 @@ pub async fn change(
                 LedgerKind::Release
             };
             balances::apply(
-                &mut tx,
+                tx,
                 &w.project_id,
                 held_currency,
                 balance,
@@ -409,7 +466,7 @@ pub async fn change(
                 for bucket in [&w.usage_hour, &w.usage_day] {
                     limits::add_usage(
                         &state.db,
-                        &mut tx,
+                        tx,
                         &w.project_id,
                         w.scope,
                         &w.currency,
@@ -440,7 +497,7 @@ pub async fn change(
         after.txid = Some(t.to_string());
     }
     wdb::add_event(
-        &mut tx,
+        tx,
         w.id,
         Some(w.status),
         to,
@@ -450,10 +507,13 @@ pub async fn change(
         now,
     )
     .await?;
-    queue_effects(&mut tx, state, &after, now).await?;
+    queue_effects(tx, state, &after, now).await?;
+    if w.status == Status::Pending {
+        alerts::on_decided(tx, state, &after, change.actor, change.note, now).await?;
+    }
     if to == Status::Processing {
         jobs::enqueue(
-            &mut tx,
+            tx,
             &NewJob {
                 kind: JobKind::PayoutCheck,
                 project_id: &w.project_id,
@@ -468,7 +528,7 @@ pub async fn change(
         .await?;
     }
     audit::append(
-        &mut tx,
+        tx,
         &audit::Entry {
             project_id: &w.project_id,
             actor: change.actor,
@@ -483,9 +543,7 @@ pub async fn change(
         now,
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    state.wake.notify_one();
-    Ok(after)
+    Ok(Some(after))
 }
 
 /// The merchant's cancel: only while pending.

@@ -1,0 +1,176 @@
+//! Who may decide a pending withdrawal, and when its approvals are enough. Pure: callers
+//! gather the requirement (stored with the withdrawal at creation), the votes so far and the
+//! voter, and ask here.
+
+use crate::domain::policy::ApprovalRequirement;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Decline,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Decline => "decline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Decision> {
+        match s {
+            "approve" => Some(Decision::Approve),
+            "decline" => Some(Decision::Decline),
+            _ => None,
+        }
+    }
+}
+
+/// What the deciding person is, at the moment of deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Voter {
+    pub is_initiator: bool,
+    pub is_owner: bool,
+    /// Has withdrawal rights, TOTP enrolled, active.
+    pub has_rights: bool,
+}
+
+/// Why someone may not decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ineligible {
+    #[error("you initiated this withdrawal: a different person must decide it")]
+    Initiator,
+    #[error("you do not have withdrawal rights (with two-factor authentication enrolled)")]
+    NoRights,
+    #[error("it is over a limit: only an owner can decide it")]
+    OwnerRequired,
+}
+
+/// Whether `voter` may approve or decline a withdrawal with requirement `req`. A decline is
+/// final, so it takes the same eligibility as an approval that would count. A member's
+/// approval counts when an owner is not required, or when more than one approver is (the
+/// remaining place can still go to an owner).
+pub fn eligibility(req: &ApprovalRequirement, voter: Voter) -> Result<(), Ineligible> {
+    if voter.is_initiator {
+        return Err(Ineligible::Initiator);
+    }
+    if !voter.has_rights {
+        return Err(Ineligible::NoRights);
+    }
+    if req.owner_required && !voter.is_owner && req.approvals < 2 {
+        return Err(Ineligible::OwnerRequired);
+    }
+    Ok(())
+}
+
+/// One approval recorded so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approval {
+    pub by_owner: bool,
+}
+
+/// Where a withdrawal's approvals stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub approvals: u32,
+    pub needed: u32,
+    pub owner_needed: bool,
+}
+
+impl Tally {
+    pub fn is_met(&self) -> bool {
+        self.approvals >= self.needed && !self.owner_needed
+    }
+
+    /// "1 of 2 approvals; an owner's approval still needed".
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} of {} approval{}",
+            self.approvals,
+            self.needed,
+            if self.needed == 1 { "" } else { "s" }
+        );
+        if self.owner_needed {
+            s.push_str("; an owner's approval still needed");
+        }
+        s
+    }
+}
+
+/// Counts approvals (one per person: the schema keeps one vote per user).
+pub fn tally(req: &ApprovalRequirement, approvals: &[Approval]) -> Tally {
+    let count = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
+    Tally {
+        approvals: count,
+        needed: req.approvals,
+        owner_needed: req.owner_required && !approvals.iter().any(|a| a.by_owner),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(approvals: u32, owner_required: bool) -> ApprovalRequirement {
+        ApprovalRequirement {
+            approvals,
+            owner_required,
+            reasons: vec![],
+        }
+    }
+
+    const MEMBER: Voter = Voter {
+        is_initiator: false,
+        is_owner: false,
+        has_rights: true,
+    };
+    const OWNER: Voter = Voter {
+        is_initiator: false,
+        is_owner: true,
+        has_rights: true,
+    };
+
+    #[test]
+    fn the_initiator_never_decides() {
+        let me = Voter {
+            is_initiator: true,
+            ..OWNER
+        };
+        assert_eq!(eligibility(&req(1, false), me), Err(Ineligible::Initiator));
+    }
+
+    #[test]
+    fn over_a_limit_one_approval_needs_an_owner() {
+        assert_eq!(
+            eligibility(&req(1, true), MEMBER),
+            Err(Ineligible::OwnerRequired)
+        );
+        assert_eq!(eligibility(&req(1, true), OWNER), Ok(()));
+        // With two places, a member may fill one.
+        assert_eq!(eligibility(&req(2, true), MEMBER), Ok(()));
+        let no_rights = Voter {
+            has_rights: false,
+            ..MEMBER
+        };
+        assert_eq!(
+            eligibility(&req(1, false), no_rights),
+            Err(Ineligible::NoRights)
+        );
+    }
+
+    #[test]
+    fn one_owner_approval_satisfies_limit_and_confirmation() {
+        let t = tally(&req(1, true), &[Approval { by_owner: true }]);
+        assert!(t.is_met());
+        let t = tally(&req(2, true), &[Approval { by_owner: false }]);
+        assert!(!t.is_met());
+        assert_eq!(
+            t.describe(),
+            "1 of 2 approvals; an owner's approval still needed"
+        );
+        let two_members = [Approval { by_owner: false }, Approval { by_owner: false }];
+        assert!(!tally(&req(2, true), &two_members).is_met());
+        assert!(tally(&req(2, false), &two_members).is_met());
+    }
+}
