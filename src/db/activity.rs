@@ -1,7 +1,7 @@
 //! What the dashboard says about recent activity: the latest audit records of a project, and
 //! the names to show for the people and keys that acted.
 
-use super::{Db, DbError};
+use super::{Db, DbError, Tx};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -52,16 +52,27 @@ pub struct Names {
 
 impl Names {
     pub async fn load(db: &Db, project_id: &str) -> Result<Names, DbError> {
+        let mut conn = db.reader().acquire().await?;
+        Names::load_with(&mut conn, project_id).await
+    }
+
+    /// [`Names::load`] inside a write transaction (no second pool connection while it holds
+    /// row locks).
+    pub async fn load_in(tx: &mut Tx, project_id: &str) -> Result<Names, DbError> {
+        Names::load_with(tx, project_id).await
+    }
+
+    async fn load_with(conn: &mut sqlx::AnyConnection, project_id: &str) -> Result<Names, DbError> {
         let users = sqlx::query("SELECT id, email FROM users WHERE project_id = $1")
             .bind(project_id)
-            .fetch_all(db.reader())
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
             .collect::<Result<_, DbError>>()?;
         let keys = sqlx::query("SELECT id, key_prefix FROM api_keys WHERE project_id = $1")
             .bind(project_id)
-            .fetch_all(db.reader())
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("key_prefix")?)))

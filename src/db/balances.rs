@@ -218,11 +218,18 @@ pub struct BalanceLine {
 }
 
 pub async fn list(db: &Db, project_id: &str) -> Result<Vec<BalanceLine>, DbError> {
+    list_in(db.reader(), project_id).await
+}
+
+async fn list_in<'c, E>(ex: E, project_id: &str) -> Result<Vec<BalanceLine>, DbError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let rows = sqlx::query(
         "SELECT currency, available, held, version FROM balances WHERE project_id = $1 ORDER BY currency",
     )
     .bind(project_id)
-    .fetch_all(db.reader())
+    .fetch_all(ex)
     .await?;
     rows.iter()
         .map(|r| {
@@ -264,14 +271,18 @@ pub async fn at(
 }
 
 /// Checks that every balance equals the sum of its ledger entries (used by tests and the
-/// `verify` tooling): returns the currencies that disagree.
+/// `verify` tooling): returns the currencies that disagree. Both reads come from one snapshot,
+/// so payouts moving meanwhile cannot make a consistent book look wrong.
 pub async fn reconcile(db: &Db, project_id: &str) -> Result<Vec<String>, DbError> {
+    let mut snapshot = db.reader().begin_with(db.snapshot_begin()).await?;
     let entries = sqlx::query(
         "SELECT currency, kind, amount FROM ledger_entries WHERE project_id = $1 ORDER BY id",
     )
     .bind(project_id)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *snapshot)
     .await?;
+    let lines = list_in(&mut *snapshot, project_id).await?;
+    snapshot.rollback().await?;
     let mut sums: std::collections::BTreeMap<String, (Decimal, Decimal)> = Default::default();
     for e in &entries {
         let currency: String = e.try_get("currency")?;
@@ -295,7 +306,7 @@ pub async fn reconcile(db: &Db, project_id: &str) -> Result<Vec<String>, DbError
         }
     }
     let mut bad = Vec::new();
-    for line in list(db, project_id).await? {
+    for line in lines {
         let (a, h) = sums.remove(&line.currency).unwrap_or_default();
         if a != line.available || h != line.held {
             bad.push(line.currency);

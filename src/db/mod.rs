@@ -186,6 +186,15 @@ impl Db {
         self.read.close().await;
     }
 
+    /// Opens a read transaction whose statements all see one snapshot (SQLite's deferred
+    /// transactions in WAL mode already do; PostgreSQL needs REPEATABLE READ).
+    pub fn snapshot_begin(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "BEGIN",
+            Engine::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+
     /// `FOR UPDATE` where the engine has row locks; SQLite's `BEGIN IMMEDIATE` already made
     /// the transaction the only writer.
     pub fn for_update(&self) -> &'static str {

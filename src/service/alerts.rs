@@ -48,11 +48,12 @@ pub async fn eligible_approvers(state: &AppState, w: &Withdrawal) -> Result<Vec<
 /// `w` just became pending: one approval email per eligible approver with alerts on.
 pub async fn on_pending(
     tx: &mut Tx,
-    state: &AppState,
+    _state: &AppState,
     w: &Withdrawal,
     now: i64,
 ) -> Result<(), DbError> {
-    for user in eligible_approvers(state, w).await? {
+    let people = users::list_in(tx, &w.project_id).await?;
+    for user in people.into_iter().filter(|u| may_decide(w, u)) {
         if !user.email_alerts {
             continue;
         }
@@ -107,9 +108,9 @@ pub async fn on_decided(
     note: &str,
     now: i64,
 ) -> Result<(), DbError> {
-    let names = Names::load(&state.db, &after.project_id).await?;
+    let names = Names::load_in(tx, &after.project_id).await?;
     let line = outcome_line(after, actor, note, &names);
-    let people = users::list(&state.db, &after.project_id).await?;
+    let people = users::list_in(tx, &after.project_id).await?;
     let base = state.settings.base_url.trim_end_matches('/');
     for user in people.iter().filter(|u| u.status == "active") {
         if actor.kind() == "user" && actor.id() == user.id {
