@@ -1,5 +1,6 @@
-//! Messages that leave the service: merchant callbacks (later: email, Slack).
+//! Messages that leave the service: merchant callbacks, email, the operator gate (later: Slack).
 
 pub mod callback;
 pub mod callback_payload;
 pub mod email;
+pub mod gate;
