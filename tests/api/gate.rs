@@ -584,3 +584,51 @@ async fn owners_set_and_clear_the_validation_webhook_with_a_code_members_cannot(
     assert_eq!(status, 200, "{v}");
     assert_eq!(op.all().len(), asked);
 }
+
+#[tokio::test]
+async fn a_refusal_matches_the_published_error_schema() {
+    let app = spawn_app().await;
+    app.credit("BTC", "1").await;
+    let op = Operator::start(&app).await;
+    set_gate(&app, &op.url).await;
+    op.answer(code(7, "over 500 EUR per withdrawal"));
+    let doc: Value = app
+        .http
+        .get(app.url("/api/v2/openapi.json"))
+        .send()
+        .await
+        .expect("document")
+        .json()
+        .await
+        .expect("json");
+    let mut c = crate::schema_check::Checker::new(doc);
+    let key = (app.creds.api_key.as_str(), app.creds.api_secret.as_str());
+    let (status, v) = c
+        .call(
+            &app,
+            Some(key),
+            "post",
+            "/api/v2/withdrawal/crypto",
+            Some(btc("w1")),
+        )
+        .await;
+    assert_eq!((status, &v["operator_code"]), (400, &json!(7)), "{v}");
+    // Other refusals keep their old shape: no operator fields.
+    op.answer(code(0, "ok"));
+    let (status, v) = c
+        .call(
+            &app,
+            Some(key),
+            "post",
+            "/api/v2/withdrawal/crypto",
+            Some(
+                json!({"foreign_id": "w2", "currency": "BTC", "amount": "5", "address": BTC_ADDR}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v,
+        json!({"message": "Not enough money on balance", "error_code": "balance_not_enough"})
+    );
+}
