@@ -33,6 +33,7 @@ pub struct Settings {
     pub withdrawals: WithdrawalSettings,
     pub sandbox: SandboxSettings,
     pub callbacks: CallbackSettings,
+    pub gate: GateSettings,
     pub worker: WorkerSettings,
     pub rates: RateSettings,
     pub sessions: SessionSettings,
@@ -99,6 +100,20 @@ pub struct CallbackSettings {
     pub timeout_secs: u64,
     /// How long a callback is retried before its delivery is marked dead.
     pub give_up_after_hours: u64,
+}
+
+/// The operator gate: how long a new withdrawal waits for the validation webhook's answer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateSettings {
+    /// No complete answer within this (connecting included): code 3, temporarily unavailable.
+    pub timeout_ms: u64,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings { timeout_ms: 5_000 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -181,6 +196,7 @@ impl Default for Settings {
             withdrawals: WithdrawalSettings::default(),
             sandbox: SandboxSettings::default(),
             callbacks: CallbackSettings::default(),
+            gate: GateSettings::default(),
             worker: WorkerSettings::default(),
             rates: RateSettings::default(),
             sessions: SessionSettings::default(),
@@ -318,6 +334,11 @@ impl Settings {
         if self.worker.concurrency == 0 || self.worker.batch_size == 0 {
             return Err(ConfigError(
                 "worker.concurrency and worker.batch_size must be at least 1".into(),
+            ));
+        }
+        if !(1..=60_000).contains(&self.gate.timeout_ms) {
+            return Err(ConfigError(
+                "gate.timeout_ms must be between 1 and 60000 (a withdrawal waits this long)".into(),
             ));
         }
         if let Some(sec) = &self.smtp.security {

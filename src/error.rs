@@ -1,9 +1,11 @@
 //! What the merchant API answers when it says no. Stable shapes, from the seeds:
 //! 401/403 `{"message": ...}`, 422 `{"errors": {field: message}}`, 400
-//! `{"message": ..., "error_code": ...}`. Internal detail is logged, never returned.
+//! `{"message": ..., "error_code": ...}` (plus `operator_code` and `operator_description` when
+//! the operator gate refused). Internal detail is logged, never returned.
 
 use crate::db::DbError;
 use crate::domain::withdrawal::{FieldErrors, Refusal, RequestError};
+use crate::notify::gate::GateRefusal;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -22,6 +24,26 @@ pub struct MessageBody {
 pub struct ErrorBody {
     pub message: String,
     pub error_code: String,
+    /// With `withdrawal_denied` only: the operator gate's code, 1 to 9 (seed 004; 3 also when
+    /// the validation webhook gave no usable answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9)]
+    pub operator_code: Option<u8>,
+    /// With `withdrawal_denied` only: the operator's description (or, for a code 3 the gate
+    /// decided, what went wrong).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_description: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(message: impl Into<String>, error_code: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            message: message.into(),
+            error_code: error_code.into(),
+            operator_code: None,
+            operator_description: None,
+        }
+    }
 }
 
 /// 422: every field that is wrong, with what is wrong with it.
@@ -42,6 +64,10 @@ pub enum ApiError {
     Fields(FieldErrors),
     #[error("refused: {code}: {message}")]
     Refused { code: &'static str, message: String },
+    /// The operator gate refused a new withdrawal (400 `withdrawal_denied`); nothing was
+    /// created. Pages can show `GateRefusal::message()`.
+    #[error("{0}")]
+    DeniedByOperator(GateRefusal),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("unavailable: {0}")]
@@ -90,6 +116,12 @@ impl From<Refusal> for ApiError {
     }
 }
 
+impl From<GateRefusal> for ApiError {
+    fn from(r: GateRefusal) -> Self {
+        ApiError::DeniedByOperator(r)
+    }
+}
+
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         match e {
@@ -105,7 +137,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Refused { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Refused { .. } | ApiError::DeniedByOperator(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::Temporary { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -116,10 +148,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let message = |m: &str| MessageBody { message: m.into() };
-        let error = |m: String, code: &str| ErrorBody {
-            message: m,
-            error_code: code.into(),
-        };
+        let error = |m: String, code: &str| ErrorBody::new(m, code);
         let mut res = HttpResponse::build(self.status_code());
         match self {
             ApiError::Unauthorized => res.json(message("Unauthorized")),
@@ -128,6 +157,11 @@ impl ResponseError for ApiError {
             ApiError::Refused { code, message } | ApiError::Temporary { code, message } => {
                 res.json(error(message.clone(), code))
             }
+            ApiError::DeniedByOperator(r) => res.json(ErrorBody {
+                operator_code: Some(r.code.code()),
+                operator_description: Some(r.description.clone()),
+                ..error(r.message(), "withdrawal_denied")
+            }),
             ApiError::NotFound(what) => {
                 res.json(error(format!("{what} not found"), "resource_not_found"))
             }

@@ -120,10 +120,8 @@ pub async fn reference_asset(asset: web::Path<String>) -> HttpResponse {
         "reference.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         "reference.css" => (STYLE, "text/css; charset=utf-8"),
         _ => {
-            return HttpResponse::NotFound().json(ErrorBody {
-                message: "asset not found".into(),
-                error_code: "resource_not_found".into(),
-            });
+            return HttpResponse::NotFound()
+                .json(ErrorBody::new("asset not found", "resource_not_found"));
         }
     };
     HttpResponse::Ok()

@@ -179,14 +179,16 @@ pub fn status_view(w: &Withdrawal) -> WithdrawalStatusView {
 /// The amount is held on the `currency` balance. Within the owner's limits the withdrawal
 /// goes straight to payout (`processing`); over a limit it is held `pending` for approval,
 /// with the reasons. With `convert_to`, the amount is converted at the current rate (fixed
-/// now) minus the configured fees; limits count its base-currency value.
+/// now) minus the configured fees; limits count its base-currency value. When the project
+/// has an operator gate, the request is first sent to its validation webhook
+/// (`WITHDRAW_REQUEST`); a refusal answers 400 `withdrawal_denied` and creates nothing.
 #[utoipa::path(
     operation_id = "createWithdrawal",
     tag = "Withdrawals",
     request_body = WithdrawalRequest,
     responses(
         (status = 200, description = "Created (or the original answer to a repeated request)", body = WithdrawalResponse),
-        (status = 400, description = "Refused: `coin_not_supported`, `invalid_amount`, `amount_too_low`, `invalid_address`, `balance_not_enough`, `duplication_request`", body = ErrorBody),
+        (status = 400, description = "Refused: `coin_not_supported`, `invalid_amount`, `amount_too_low`, `invalid_address`, `balance_not_enough`, `duplication_request`; `withdrawal_denied` (the project's operator gate said no: `operator_code` 1-9 and `operator_description`)", body = ErrorBody),
         (status = 401, description = "Unknown key or bad signature", body = MessageBody),
         (status = 403, description = "The key has no withdrawal rights", body = MessageBody),
         (status = 422, description = "A field is missing or malformed", body = FieldErrorsBody),

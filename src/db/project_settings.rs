@@ -1,5 +1,5 @@
-//! Writes behind the settings page: callback URL, webhook secret, base currency; and the
-//! per-project lock that serializes changes to a project's team and settings.
+//! Writes behind the settings page: callback URL, validation-webhook URL, webhook secret, base
+//! currency; and the per-project lock that serializes changes to a project's team and settings.
 
 use super::{Db, DbError, Tx};
 
@@ -22,6 +22,20 @@ pub async fn set_callback_url(
     url: Option<&str>,
 ) -> Result<(), DbError> {
     sqlx::query("UPDATE projects SET callback_url = $1 WHERE id = $2")
+        .bind(url)
+        .bind(project_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The operator gate's validation-webhook URL (`None` turns the gate off).
+pub async fn set_validation_url(
+    tx: &mut Tx,
+    project_id: &str,
+    url: Option<&str>,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE projects SET validation_url = $1 WHERE id = $2")
         .bind(url)
         .bind(project_id)
         .execute(&mut **tx)

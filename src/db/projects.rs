@@ -12,9 +12,11 @@ pub struct Project {
     pub callback_url: Option<String>,
     pub webhook_secret_enc: String,
     pub withdrawal_confirmation: bool,
+    /// The operator gate's validation webhook (WITHDRAW_REQUEST); `None`: no gate.
+    pub validation_url: Option<String>,
 }
 
-const PROJECT_COLUMNS: &str = "p.id, p.name, p.primary_email, p.base_currency, p.callback_url, p.webhook_secret_enc, p.withdrawal_confirmation";
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.primary_email, p.base_currency, p.callback_url, p.webhook_secret_enc, p.withdrawal_confirmation, p.validation_url";
 
 fn project_from_row(row: &sqlx::any::AnyRow) -> Result<Project, DbError> {
     Ok(Project {
@@ -25,6 +27,7 @@ fn project_from_row(row: &sqlx::any::AnyRow) -> Result<Project, DbError> {
         callback_url: row.try_get("callback_url")?,
         webhook_secret_enc: row.try_get("webhook_secret_enc")?,
         withdrawal_confirmation: row.try_get::<i64, _>("withdrawal_confirmation")? != 0,
+        validation_url: row.try_get("validation_url")?,
     })
 }
 

@@ -43,17 +43,29 @@ pub fn signed_headers(
     whsec: &str,
     now_ms: i64,
 ) -> Result<Vec<(&'static str, String)>, crate::crypto::CryptoError> {
+    sign_headers(&job.msg_id, &job.body, api_secret, whsec, now_ms)
+}
+
+/// The signature headers of any message Countersign POSTs to the merchant (callbacks, the
+/// operator gate's WITHDRAW_REQUEST): both schemes over the exact `body` bytes.
+pub fn sign_headers(
+    msg_id: &str,
+    body: &str,
+    api_secret: &str,
+    whsec: &str,
+    now_ms: i64,
+) -> Result<Vec<(&'static str, String)>, crate::crypto::CryptoError> {
     let ts = now_ms.div_euclid(1000);
     Ok(vec![
         (
             "X-Processing-Signature",
-            hmac_sha512_hex(api_secret.as_bytes(), job.body.as_bytes()),
+            hmac_sha512_hex(api_secret.as_bytes(), body.as_bytes()),
         ),
-        ("webhook-id", job.msg_id.clone()),
+        ("webhook-id", msg_id.to_string()),
         ("webhook-timestamp", ts.to_string()),
         (
             "webhook-signature",
-            standard_webhook_signature(whsec, &job.msg_id, ts, job.body.as_bytes())?,
+            standard_webhook_signature(whsec, msg_id, ts, body.as_bytes())?,
         ),
     ])
 }

@@ -79,12 +79,15 @@ pub fn new_api_credentials(key: &MasterKey) -> Result<ApiCredentials, CryptoErro
 }
 
 pub fn check_callback_url(url: &str) -> Result<(), ProjectError> {
-    let u = url::Url::parse(url)
-        .map_err(|e| ProjectError::Invalid(format!("callback URL is not a URL: {e}")))?;
+    check_http_url(url).map_err(|m| ProjectError::Invalid(format!("callback URL {m}")))
+}
+
+/// An http(s) URL with a host; the refusal is a predicate ("must be ...") to put after the
+/// field's name.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        return Err(ProjectError::Invalid(
-            "callback URL must be an http(s) URL with a host".into(),
-        ));
+        return Err("must be an http(s) URL with a host".into());
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! The owner's project settings: API keys (create, rotate, revoke), the callback URL, the
-//! Standard Webhooks secret and the base currency. Each change holds the project's row lock,
+//! operator gate's validation-webhook URL, the Standard Webhooks secret and the base currency. Each change holds the project's row lock,
 //! is audited with what it was before and after, and never records a secret.
 
 use crate::crypto::{CryptoError, generate_webhook_secret};
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::{DbError, Tx, api_keys, project_settings, projects};
 use crate::domain::money::Currency;
-use crate::service::projects::{ProjectError, check_callback_url, new_api_credentials};
+use crate::service::projects::{
+    ProjectError, check_callback_url, check_http_url, new_api_credentials,
+};
 use crate::state::AppState;
 use serde_json::json;
 
@@ -232,6 +234,59 @@ pub async fn set_callback_url(
         project_id,
         actor,
         "project.callback_url_changed",
+        format!("project:{project_id}"),
+        json!({"before": before, "after": url}),
+        origin,
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
+}
+
+/// Checks a validation-webhook URL as typed (trimmed; empty means "no gate").
+pub fn parse_validation_url(url: &str) -> Result<Option<&str>, SettingsError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |message: String| SettingsError::Invalid {
+        field: "validation_url",
+        message,
+    };
+    if url.len() > 2000 {
+        return Err(invalid("must be at most 2000 characters".into()));
+    }
+    check_http_url(url).map_err(|m| {
+        invalid(format!(
+            "{m}, such as https://backend.example/countersign/withdraw-request"
+        ))
+    })?;
+    Ok(Some(url))
+}
+
+/// Sets (or, with an empty URL, clears) the operator gate's validation webhook: every new
+/// withdrawal is first sent there and created only if the operator approves.
+pub async fn set_validation_url(
+    state: &AppState,
+    project_id: &str,
+    url: &str,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<(), SettingsError> {
+    let url = parse_validation_url(url)?;
+    let now = state.now();
+    let before = projects::get(&state.db, project_id)
+        .await?
+        .ok_or(SettingsError::NotFound)?
+        .validation_url;
+    let mut tx = locked(state, project_id).await?;
+    project_settings::set_validation_url(&mut tx, project_id, url).await?;
+    record(
+        &mut tx,
+        project_id,
+        actor,
+        "project.validation_url_changed",
         format!("project:{project_id}"),
         json!({"before": before, "after": url}),
         origin,

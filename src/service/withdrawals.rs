@@ -1,6 +1,9 @@
 //! Creating withdrawals and moving them through their lifecycle. Every change is one
 //! transaction: the conditional status write, the funds movement, the timeline event, the
 //! outbox rows and the audit record commit together or not at all.
+//!
+//! A new withdrawal may first have to pass the project's operator gate
+//! ([`crate::notify::gate`]); that network call happens before any transaction is opened.
 
 use crate::clock::HOUR_MS;
 use crate::db::approvals;
@@ -16,6 +19,7 @@ use crate::domain::policy::{self, PolicyInput, Scope, Usage};
 use crate::domain::withdrawal::{Event, FundsEffect, NewWithdrawal, Status, transition};
 use crate::error::ApiError;
 use crate::notify::callback::CallbackJob;
+use crate::notify::gate::{self, GateInput, GateRefusal, WithdrawRequest};
 use crate::service::{alerts, pricing};
 use crate::state::AppState;
 use serde_json::json;
@@ -26,6 +30,11 @@ fn balance_not_enough() -> ApiError {
 
 /// Creates a withdrawal, or returns the existing one when the same request (same
 /// `foreign_id`, same fields) was made before, even concurrently.
+///
+/// When the project has an operator gate and the operator refuses (or gives no usable
+/// answer), this returns [`ApiError::DeniedByOperator`]: nothing is created or held, only an
+/// audit record `withdrawal.denied_by_operator` is written, and the same `foreign_id` can be
+/// submitted again.
 pub async fn create(
     state: &AppState,
     project: &Project,
@@ -38,9 +47,26 @@ pub async fn create(
     if let Some(existing) = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id).await? {
         return replay(existing, &fingerprint);
     }
-    let now = state.now();
     let priced = pricing::price_withdrawal(state, project, &req)?;
     let price = priced.price;
+    if project.validation_url.is_some() {
+        let asked = WithdrawRequest::new(&GateInput {
+            project,
+            initiator,
+            scope,
+            request: &req,
+            price: &price,
+            base: priced.base,
+            base_value: priced.base_value,
+            now_ms: state.now(),
+        });
+        if let Err(refusal) = gate::check(state, project, &asked).await {
+            record_gate_refusal(state, project, initiator, origin, &asked, &refusal).await?;
+            return Err(ApiError::DeniedByOperator(refusal));
+        }
+    }
+    // Read after the gate, which may have taken seconds.
+    let now = state.now();
     // Limits count the payout currency: what leaves, in its units and at its base value.
     let payout = req.payout;
     let (held_currency, held) = (price.held_currency, price.held);
@@ -250,6 +276,39 @@ pub async fn create(
     tx.commit().await.map_err(DbError::from)?;
     state.wake.notify_one();
     Ok(w)
+}
+
+/// The audit record of a refused request: the only thing a refusal writes.
+async fn record_gate_refusal(
+    state: &AppState,
+    project: &Project,
+    initiator: &Actor,
+    origin: &Origin,
+    asked: &WithdrawRequest,
+    refusal: &GateRefusal,
+) -> Result<(), DbError> {
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    audit::append(
+        &mut tx,
+        &audit::Entry {
+            project_id: &project.id,
+            actor: initiator,
+            action: "withdrawal.denied_by_operator",
+            subject: format!("foreign_id:{}", asked.foreign_id),
+            details: json!({
+                "foreign_id": asked.foreign_id, "currency": asked.currency, "amount": asked.amount,
+                "convert_to": asked.convert_to, "address": asked.address, "scope": asked.scope,
+                "operator_code": refusal.code.code(), "meaning": refusal.code.meaning(),
+                "description": refusal.description, "operator_answered": refusal.answered,
+            }),
+            origin,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
 }
 
 fn replay(existing: Withdrawal, fingerprint: &str) -> Result<Withdrawal, ApiError> {

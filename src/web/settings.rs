@@ -1,5 +1,5 @@
 //! Project settings, for owners only: limits (see `settings_limits`), API keys, the callback
-//! URL and webhook secret, the base currency. Every change asks for a fresh TOTP code on the
+//! URL and webhook secret, the operator gate's validation webhook, the base currency. Every change asks for a fresh TOTP code on the
 //! same form; a new secret is shown once, on the page that answers the change.
 
 use super::error::PageError;
@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/api-keys/{id}/rotate", web::post().to(rotate_key))
         .route("/settings/api-keys/{id}/revoke", web::post().to(revoke_key))
         .route("/settings/callback-url", web::post().to(callback_url))
+        .route("/settings/validation-url", web::post().to(validation_url))
         .route("/settings/webhook-secret", web::post().to(rotate_webhook))
         .route("/settings/base-currency", web::post().to(base_currency));
     super::settings_limits::routes(cfg);
@@ -51,6 +52,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         }
         "key_revoked" => "API key revoked. Requests signed with it are refused from now on.",
         "callback" => "Callback URL saved.",
+        "validation" => "Validation webhook saved. It applies to withdrawals created from now on.",
         "base_currency" => {
             "Base currency changed. The default limits are now read in the new currency: check them."
         }
@@ -113,6 +115,8 @@ pub async fn page(
     ctx.insert("override_currencies", &crypto_currencies());
     ctx.insert("keys", &keys);
     ctx.insert("callback_url", &s.project.callback_url);
+    ctx.insert("validation_url", &s.project.validation_url);
+    ctx.insert("gate_timeout_ms", &state.settings.gate.timeout_ms);
     ctx.insert("base_currencies", &bases);
     ctx.insert("error", &error);
     ctx.insert("notice", &notice(done));
@@ -312,6 +316,45 @@ async fn callback_url(
     }
     match svc::set_callback_url(&state, &s.project.id, url, &actor(&s), &origin(&req)).await {
         Ok(()) => step_up::redirect_renewed(&state, &req, &s, "/settings?done=callback").await,
+        Err(e) => refused(&state, &s, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ValidationForm {
+    #[serde(default)]
+    validation_url: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn validation_url(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    s: SignedIn,
+    f: web::Form<ValidationForm>,
+) -> Result<HttpResponse, PageError> {
+    csrf::check(&state, &req, &s.session, &f.csrf)?;
+    s.require_owner()?;
+    // Check the URL before the code, so a typo does not use up the code.
+    if let Err(e) = svc::parse_validation_url(&f.validation_url) {
+        return refused(&state, &s, e).await;
+    }
+    if let Err(resp) = authorize(&state, &req, &s, &f.csrf, &f.code).await? {
+        return Ok(resp);
+    }
+    match svc::set_validation_url(
+        &state,
+        &s.project.id,
+        &f.validation_url,
+        &actor(&s),
+        &origin(&req),
+    )
+    .await
+    {
+        Ok(()) => step_up::redirect_renewed(&state, &req, &s, "/settings?done=validation").await,
         Err(e) => refused(&state, &s, e).await,
     }
 }

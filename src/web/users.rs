@@ -37,6 +37,7 @@ pub fn label_of(field: &str) -> &'static str {
         "role" => "Role",
         "code" => "Verification code",
         "callback_url" => "Callback URL",
+        "validation_url" => "Validation webhook URL",
         "base_currency" => "Base currency",
         "scope" => "Scope",
         "currency" => "Currency",

@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod email;
 mod exchange_withdrawals;
+mod gate;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod invites;
