@@ -71,7 +71,8 @@ impl Worker {
 
     /// One pass: expire, then claim and run a batch. Returns how many items it handled.
     pub async fn round(&self) -> Result<usize, DbError> {
-        let expired = svc::expire_due(&self.state).await?;
+        let expired = svc::expire_due(&self.state).await?
+            + crate::service::confirmation::expire_due(&self.state).await?;
         let s = &self.state.settings.worker;
         let now = self.state.now();
         let lease_ms = i64::try_from(s.lease_secs).unwrap_or(60) * 1000;

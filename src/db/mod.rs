@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod audit;
 pub mod audit_list;
 pub mod balances;
+pub mod confirmation;
 pub mod exchanges;
 pub mod invites;
 pub mod jobs;

@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod approval;
+pub mod confirmation;
 pub mod exchange;
 pub mod money;
 pub mod policy;

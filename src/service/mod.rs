@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod approvals;
+pub mod confirmation;
 pub mod exchange;
 pub mod people;
 pub mod pricing;

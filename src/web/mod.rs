@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod confirmation;
 pub mod dashboard;
 pub mod error;
 pub mod invite;
@@ -138,6 +139,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     users::routes(cfg);
     invite::routes(cfg);
     settings::routes(cfg);
+    confirmation::routes(cfg);
     audit::routes(cfg);
     dashboard::routes(cfg);
     withdrawals::routes(cfg);

@@ -714,3 +714,18 @@ impl SmtpSink {
         s.smtp.from = Some("Countersign <countersign@acme.test>".into());
     }
 }
+
+/// The first link containing `marker` (e.g. "/confirm/") in a raw SMTP message, with the
+/// quoted-printable soft line breaks and escapes of its text part undone.
+pub fn link_in_mail(data: &str, marker: &str) -> Option<String> {
+    let text = data
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let at = text.find(marker)?;
+    let start = text[..at].rfind("http")?;
+    let end = text[start..]
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .map_or(text.len(), |e| start + e);
+    Some(text[start..end].to_string())
+}

@@ -10,6 +10,7 @@ mod browser;
 mod callbacks;
 mod cli;
 mod concurrency;
+mod confirmation;
 mod email;
 mod exchange_withdrawals;
 mod gate;
