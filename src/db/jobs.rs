@@ -12,6 +12,8 @@ pub enum JobKind {
     PayoutSubmit,
     PayoutCheck,
     Email,
+    /// A message to the project's Slack channel (see `notify::slack`).
+    Slack,
 }
 
 impl JobKind {
@@ -21,6 +23,7 @@ impl JobKind {
             JobKind::PayoutSubmit => "payout_submit",
             JobKind::PayoutCheck => "payout_check",
             JobKind::Email => "email",
+            JobKind::Slack => "slack",
         }
     }
 
@@ -30,6 +33,7 @@ impl JobKind {
             "payout_submit" => Some(JobKind::PayoutSubmit),
             "payout_check" => Some(JobKind::PayoutCheck),
             "email" => Some(JobKind::Email),
+            "slack" => Some(JobKind::Slack),
             _ => None,
         }
     }
