@@ -23,6 +23,7 @@ mod schema_check;
 mod settings;
 mod setup;
 mod signin;
+mod slack;
 mod team;
 mod validation;
 mod withdrawals;
