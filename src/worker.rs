@@ -367,13 +367,28 @@ impl Worker {
 impl Worker {
     /// Sends one Slack message to the webhook connected now (decrypted here, at send time).
     /// 429 waits at least Slack's `Retry-After`; 5xx and transport failures back off; any
-    /// other refusal is final, with Slack's error text kept.
+    /// other refusal is final, with Slack's error text kept. An outcome waits for its pending
+    /// alert while that one is still queued.
     async fn send_slack(&self, job: &Job) -> Result<Outcome, DbError> {
         let Some(project_id) = job.project_id.as_deref() else {
             return Ok(Outcome::Dead("Slack message without project".into()));
         };
         let db = &self.state.db;
         let now = self.state.now();
+        let follows = job.dedupe_key.as_deref().and_then(|k| {
+            k.strip_prefix("slack:outcome:")
+                .map(|id| format!("slack:pending:{id}"))
+        });
+        if let Some(key) = follows {
+            if let Some(due) = jobs::queued_run_at(db, &key).await? {
+                // The alert this follows up has not gone out yet: keep the channel in order.
+                return Ok(Outcome::Retry {
+                    at: due.max(now) + 1000,
+                    error: None,
+                    counts: false,
+                });
+            }
+        }
         let mut attempt = Attempt {
             job_id: job.id,
             attempt: job.attempts,

@@ -281,6 +281,18 @@ pub async fn deliveries_for_withdrawal(
     Ok(out)
 }
 
+/// When the job with this dedupe key is still queued (not yet done or given up): when it is
+/// due.
+pub async fn queued_run_at(db: &Db, dedupe_key: &str) -> Result<Option<i64>, DbError> {
+    let row = sqlx::query("SELECT run_at FROM jobs WHERE dedupe_key = $1 AND status = 'queued'")
+        .bind(dedupe_key)
+        .fetch_optional(db.reader())
+        .await?;
+    row.map(|r| r.try_get("run_at"))
+        .transpose()
+        .map_err(Into::into)
+}
+
 /// Re-queues a delivered or dead job by hand (re-send a callback).
 pub async fn requeue(db: &Db, id: i64, now: i64, deadline: Option<i64>) -> Result<bool, DbError> {
     let r = sqlx::query(

@@ -308,8 +308,11 @@ pub struct Receiver {
     answer: Arc<AtomicU16>,
     /// Extra response headers and a body for the answers (as Slack sends `Retry-After` and
     /// `no_service`).
-    reply: Arc<Mutex<(Vec<(String, String)>, String)>>,
+    reply: Arc<Mutex<Reply>>,
 }
+
+/// Extra headers and a body for the stand-in's answers.
+type Reply = (Vec<(String, String)>, String);
 
 impl Receiver {
     pub async fn start() -> Receiver {
@@ -317,7 +320,7 @@ impl Receiver {
         let port = listener.local_addr().expect("addr").port();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let answer = Arc::new(AtomicU16::new(200));
-        let reply: Arc<Mutex<(Vec<(String, String)>, String)>> = Arc::default();
+        let reply: Arc<Mutex<Reply>> = Arc::default();
         let (r, a, x) = (received.clone(), answer.clone(), reply.clone());
         let server = HttpServer::new(move || {
             let (r, a, x) = (r.clone(), a.clone(), x.clone());
