@@ -1,13 +1,15 @@
-//! The background loop: claims due jobs from the outbox (callbacks, payouts) with a lease, runs
-//! them with bounded concurrency, and cancels expired pending withdrawals. Several instances
-//! may run it against one database; leases keep each job with one runner at a time.
+//! The background loop: claims due jobs from the outbox (callbacks, payouts, email, Slack)
+//! with a lease, runs them with bounded concurrency, and cancels expired pending withdrawals.
+//! Several instances may run it against one database; leases keep each job with one runner
+//! at a time.
 
 use crate::clock::MINUTE_MS;
 use crate::db::audit::{Actor, Origin};
 use crate::db::jobs::{self, Attempt, Job, JobKind};
-use crate::db::{DbError, projects, withdrawals as wdb};
+use crate::db::{DbError, projects, slack as slack_db, withdrawals as wdb};
 use crate::domain::withdrawal::{Event, Status};
 use crate::notify::callback::{CallbackJob, retry_delay_ms, signed_headers};
+use crate::notify::slack_send::{self, SendResult};
 use crate::payout::{PayoutError, PayoutRequest, PayoutState};
 use crate::service::withdrawals::{self as svc, Change, ChangeError};
 use crate::state::AppState;
@@ -121,6 +123,7 @@ impl Worker {
             Some(JobKind::PayoutCheck) => self.advance_payout(job, Status::Processing).await,
             Some(JobKind::Email) => self.send_email(job).await,
             Some(JobKind::ApprovalEmail) => self.send_approval_email(job).await,
+            Some(JobKind::Slack) => self.send_slack(job).await,
             None => Ok(Outcome::Dead(format!("unknown job kind {}", job.kind))),
         };
         result.unwrap_or_else(|e| Outcome::Retry {
@@ -387,6 +390,87 @@ impl Worker {
                 })
             }
         }
+    }
+}
+
+impl Worker {
+    /// Sends one Slack message to the webhook connected now (decrypted here, at send time).
+    /// 429 waits at least Slack's `Retry-After`; 5xx and transport failures back off; any
+    /// other refusal is final, with Slack's error text kept. An outcome waits for its pending
+    /// alert while that one is still queued.
+    async fn send_slack(&self, job: &Job) -> Result<Outcome, DbError> {
+        let Some(project_id) = job.project_id.as_deref() else {
+            return Ok(Outcome::Dead("Slack message without project".into()));
+        };
+        let db = &self.state.db;
+        let now = self.state.now();
+        let follows = job.dedupe_key.as_deref().and_then(|k| {
+            k.strip_prefix("slack:outcome:")
+                .map(|id| format!("slack:pending:{id}"))
+        });
+        if let Some(key) = follows {
+            if let Some(due) = jobs::queued_run_at(db, &key).await? {
+                // The alert this follows up has not gone out yet: keep the channel in order.
+                return Ok(Outcome::Retry {
+                    at: due.max(now) + 1000,
+                    error: None,
+                    counts: false,
+                });
+            }
+        }
+        let mut attempt = Attempt {
+            job_id: job.id,
+            attempt: job.attempts,
+            attempted_at: now,
+            status_code: None,
+            error: None,
+            duration_ms: 0,
+        };
+        let Some(hook) = slack_db::get(db, project_id).await? else {
+            // Disconnected after the message was queued: nothing to send it to.
+            let note = "not sent: the Slack channel was disconnected";
+            tracing::info!(job = job.id, "{note}");
+            attempt.error = Some(note);
+            jobs::record_attempt(db, &attempt).await?;
+            return Ok(Outcome::Done);
+        };
+        let Ok(url) = self.state.master_key.decrypt(&hook.url_enc) else {
+            return Ok(Outcome::Dead(
+                "the Slack webhook URL cannot be decrypted with this master key".into(),
+            ));
+        };
+        let (result, duration_ms) = slack_send::post(&self.state.http, &url, &job.payload).await;
+        attempt.status_code = result.status().map(i64::from);
+        attempt.error = result.error();
+        attempt.duration_ms = duration_ms;
+        jobs::record_attempt(db, &attempt).await?;
+        let now = self.state.now();
+        match result.error() {
+            None => slack_db::record_ok(db, project_id, &hook.webhook_id, now).await?,
+            Some(e) => slack_db::record_error(db, project_id, &hook.webhook_id, e, now).await?,
+        }
+        let (next, error) = match result {
+            SendResult::Delivered { .. } => return Ok(Outcome::Done),
+            SendResult::Permanent { error, .. } => return Ok(Outcome::Dead(error)),
+            SendResult::RateLimited {
+                retry_after_ms: Some(wait),
+                error,
+            } => (now + wait.max(1000), error),
+            SendResult::RateLimited { error, .. } | SendResult::Transient { error, .. } => {
+                (now + self.backoff(job.attempts, MINUTE_MS * 30), error)
+            }
+        };
+        if job.deadline.is_some_and(|d| next > d) {
+            return Ok(Outcome::Dead(format!(
+                "gave up after {} attempts: {error}",
+                job.attempts
+            )));
+        }
+        Ok(Outcome::Retry {
+            at: next,
+            error: Some(error),
+            counts: true,
+        })
     }
 }
 

@@ -14,6 +14,8 @@ pub enum JobKind {
     Email,
     /// An approval email to one approver, rendered (with its link token) when sent.
     ApprovalEmail,
+    /// A message to the project's Slack channel (see `notify::slack`).
+    Slack,
 }
 
 impl JobKind {
@@ -24,6 +26,7 @@ impl JobKind {
             JobKind::PayoutCheck => "payout_check",
             JobKind::Email => "email",
             JobKind::ApprovalEmail => "approval_email",
+            JobKind::Slack => "slack",
         }
     }
 
@@ -34,6 +37,7 @@ impl JobKind {
             "payout_check" => Some(JobKind::PayoutCheck),
             "email" => Some(JobKind::Email),
             "approval_email" => Some(JobKind::ApprovalEmail),
+            "slack" => Some(JobKind::Slack),
             _ => None,
         }
     }
@@ -279,6 +283,18 @@ pub async fn deliveries_for_withdrawal(
         });
     }
     Ok(out)
+}
+
+/// When the job with this dedupe key is still queued (not yet done or given up): when it is
+/// due.
+pub async fn queued_run_at(db: &Db, dedupe_key: &str) -> Result<Option<i64>, DbError> {
+    let row = sqlx::query("SELECT run_at FROM jobs WHERE dedupe_key = $1 AND status = 'queued'")
+        .bind(dedupe_key)
+        .fetch_optional(db.reader())
+        .await?;
+    row.map(|r| r.try_get("run_at"))
+        .transpose()
+        .map_err(Into::into)
 }
 
 /// Re-queues a delivered or dead job by hand (re-send a callback).

@@ -18,6 +18,7 @@ pub mod prefill;
 pub mod project_settings;
 pub mod projects;
 pub mod sessions;
+pub mod slack;
 pub mod users;
 pub mod withdrawal_list;
 pub mod withdrawals;

@@ -6,3 +6,5 @@ pub mod callback;
 pub mod callback_payload;
 pub mod email;
 pub mod gate;
+pub mod slack;
+pub mod slack_send;

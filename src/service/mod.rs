@@ -8,5 +8,6 @@ pub mod people;
 pub mod pricing;
 pub mod projects;
 pub mod settings;
+pub mod slack;
 pub mod team;
 pub mod withdrawals;

@@ -45,7 +45,7 @@ pub struct NewKey {
     pub api_secret: String,
 }
 
-async fn locked(state: &AppState, project_id: &str) -> Result<Tx, SettingsError> {
+pub(super) async fn locked(state: &AppState, project_id: &str) -> Result<Tx, SettingsError> {
     let mut tx = state.db.begin().await?;
     if !project_settings::lock(&state.db, &mut tx, project_id).await? {
         return Err(SettingsError::NotFound);
@@ -54,7 +54,7 @@ async fn locked(state: &AppState, project_id: &str) -> Result<Tx, SettingsError>
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn record(
+pub(super) async fn record(
     tx: &mut Tx,
     project_id: &str,
     actor: &Actor,

@@ -10,6 +10,7 @@ pub mod invite;
 pub mod mailbox;
 pub mod settings;
 pub mod settings_limits;
+pub mod settings_slack;
 pub mod setup;
 pub mod signin;
 pub mod step_up;

@@ -1,6 +1,7 @@
 //! Project settings, for owners only: limits (see `settings_limits`), API keys, the callback
-//! URL and webhook secret, the operator gate's validation webhook, the base currency. Every change asks for a fresh TOTP code on the
-//! same form; a new secret is shown once, on the page that answers the change.
+//! URL and webhook secret, the operator gate's validation webhook, the base currency, Slack (see
+//! `settings_slack`). Every change asks for a fresh TOTP code on the same form; a new secret is
+//! shown once, on the page that answers the change.
 
 use super::error::PageError;
 use super::users::{form_error, label_of, unprocessable};
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/webhook-secret", web::post().to(rotate_webhook))
         .route("/settings/base-currency", web::post().to(base_currency));
     super::settings_limits::routes(cfg);
+    super::settings_slack::routes(cfg);
 }
 
 pub fn show_limit(d: Option<Decimal>) -> String {
@@ -53,6 +55,9 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "key_revoked" => "API key revoked. Requests signed with it are refused from now on.",
         "callback" => "Callback URL saved.",
         "validation" => "Validation webhook saved. It applies to withdrawals created from now on.",
+        "slack_connected" => "Slack channel connected. Use \"Send test message\" to check it.",
+        "slack_disconnected" => "Slack channel disconnected. Messages not yet sent are dropped.",
+        "slack_test" => "Test message delivered to the Slack channel.",
         "base_currency" => {
             "Base currency changed. The default limits are now read in the new currency: check them."
         }
@@ -118,6 +123,10 @@ pub async fn page(
     ctx.insert("validation_url", &s.project.validation_url);
     ctx.insert("gate_timeout_ms", &state.settings.gate.timeout_ms);
     ctx.insert("base_currencies", &bases);
+    ctx.insert(
+        "slack",
+        &super::settings_slack::view(state, &s.project.id).await?,
+    );
     ctx.insert("error", &error);
     ctx.insert("notice", &notice(done));
     render("settings/index.html", &ctx)

@@ -306,7 +306,13 @@ pub struct Receiver {
     pub url: String,
     pub received: Arc<Mutex<Vec<Received>>>,
     answer: Arc<AtomicU16>,
+    /// Extra response headers and a body for the answers (as Slack sends `Retry-After` and
+    /// `no_service`).
+    reply: Arc<Mutex<Reply>>,
 }
+
+/// Extra headers and a body for the stand-in's answers.
+type Reply = (Vec<(String, String)>, String);
 
 impl Receiver {
     pub async fn start() -> Receiver {
@@ -314,11 +320,12 @@ impl Receiver {
         let port = listener.local_addr().expect("addr").port();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let answer = Arc::new(AtomicU16::new(200));
-        let (r, a) = (received.clone(), answer.clone());
+        let reply: Arc<Mutex<Reply>> = Arc::default();
+        let (r, a, x) = (received.clone(), answer.clone(), reply.clone());
         let server = HttpServer::new(move || {
-            let (r, a) = (r.clone(), a.clone());
+            let (r, a, x) = (r.clone(), a.clone(), x.clone());
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let (r, a) = (r.clone(), a.clone());
+                let (r, a, x) = (r.clone(), a.clone(), x.clone());
                 async move {
                     let headers = req
                         .headers()
@@ -330,11 +337,21 @@ impl Receiver {
                         body: String::from_utf8_lossy(&body).into_owned(),
                     });
                     let code = a.load(Ordering::SeqCst);
-                    HttpResponse::build(
+                    let resp = HttpResponse::build(
                         actix_web::http::StatusCode::from_u16(code).expect("status"),
                     )
                     .insert_header(("Location", "http://127.0.0.1:9/elsewhere"))
-                    .finish()
+                    .finish();
+                    let (headers, text) = x.lock().expect("lock").clone();
+                    let mut resp = resp.set_body(text);
+                    for (k, v) in headers {
+                        resp.headers_mut().insert(
+                            k.parse::<actix_web::http::header::HeaderName>()
+                                .expect("name"),
+                            v.parse().expect("value"),
+                        );
+                    }
+                    resp.map_into_boxed_body()
                 }
             }))
         })
@@ -348,11 +365,24 @@ impl Receiver {
             url: format!("http://127.0.0.1:{port}/callbacks"),
             received,
             answer,
+            reply,
         }
     }
 
     pub fn answer_with(&self, code: u16) {
         self.answer.store(code, Ordering::SeqCst);
+    }
+
+    /// Answers with this status, these extra headers and this body from now on.
+    pub fn answer_with_body(&self, code: u16, headers: &[(&str, &str)], body: &str) {
+        *self.reply.lock().expect("lock") = (
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body.to_string(),
+        );
+        self.answer_with(code);
     }
 
     pub fn all(&self) -> Vec<Received> {

@@ -26,6 +26,7 @@ mod schema_check;
 mod settings;
 mod setup;
 mod signin;
+mod slack;
 mod team;
 mod validation;
 mod withdrawals;
