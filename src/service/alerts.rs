@@ -11,7 +11,7 @@ use crate::db::withdrawals::Withdrawal;
 use crate::db::{DbError, Tx};
 use crate::domain::approval::{Voter, eligibility};
 use crate::domain::withdrawal::Status;
-use crate::notify::email;
+use crate::notify::{email, slack};
 use crate::state::AppState;
 use crate::web::withdrawals::amount_text;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApprovalEmailJob {
     pub user_id: String,
+}
+
+/// The withdrawal's page, for links in alerts.
+pub fn detail_url(state: &AppState, id: i64) -> String {
+    format!(
+        "{}/withdrawals/{id}",
+        state.settings.base_url.trim_end_matches('/')
+    )
 }
 
 /// Whether `user` could approve `w` now (the same rule the decision itself applies).
@@ -48,10 +56,29 @@ pub async fn eligible_approvers(state: &AppState, w: &Withdrawal) -> Result<Vec<
 /// `w` just became pending: one approval email per eligible approver with alerts on.
 pub async fn on_pending(
     tx: &mut Tx,
-    _state: &AppState,
+    state: &AppState,
     w: &Withdrawal,
     now: i64,
 ) -> Result<(), DbError> {
+    let names = Names::load_in(tx, &w.project_id).await?;
+    let reasons: Vec<String> = w.requirement.reasons.iter().map(|r| r.describe()).collect();
+    slack::queue_pending(
+        tx,
+        &w.project_id,
+        &slack::PendingAlert {
+            withdrawal_id: w.id,
+            amount: &format!("{} {}", amount_text(&w.currency, w.amount), w.currency),
+            network: &w.network,
+            address: &w.address,
+            reasons: &reasons,
+            initiator: &names.describe(&w.initiator_kind, &w.initiator_id),
+            approvals_needed: w.requirement.approvals,
+            owner_required: w.requirement.owner_required,
+            detail_url: &detail_url(state, w.id),
+        },
+        now,
+    )
+    .await?;
     let people = users::list_in(tx, &w.project_id).await?;
     for user in people.into_iter().filter(|u| may_decide(w, u)) {
         if !user.email_alerts {
@@ -110,8 +137,23 @@ pub async fn on_decided(
 ) -> Result<(), DbError> {
     let names = Names::load_in(tx, &after.project_id).await?;
     let line = outcome_line(after, actor, note, &names);
+    slack::queue_outcome(
+        tx,
+        &after.project_id,
+        &slack::OutcomeAlert {
+            withdrawal_id: after.id,
+            amount: &format!(
+                "{} {}",
+                amount_text(&after.currency, after.amount),
+                after.currency
+            ),
+            outcome: &line,
+            detail_url: &detail_url(state, after.id),
+        },
+        now,
+    )
+    .await?;
     let people = users::list_in(tx, &after.project_id).await?;
-    let base = state.settings.base_url.trim_end_matches('/');
     for user in people.iter().filter(|u| u.status == "active") {
         if actor.kind() == "user" && actor.id() == user.id {
             continue;
@@ -128,11 +170,12 @@ pub async fn on_decided(
         ctx.insert("amount", &amount_text(&after.currency, after.amount));
         ctx.insert("address", &after.address);
         ctx.insert("initiated", &initiated);
-        ctx.insert("link", &format!("{base}/withdrawals/{}", after.id));
+        ctx.insert("link", &detail_url(state, after.id));
         let subject = format!(
-            "Withdrawal {} {}: {}",
+            "Withdrawal {} of {} {}: {}",
             after.id,
             amount_text(&after.currency, after.amount),
+            after.currency,
             line
         );
         let message = match email::render("withdrawal_outcome", &user.email, &subject, &ctx) {

@@ -493,6 +493,32 @@ async fn tell_owners(
 ) -> Result<(), ConfirmationError> {
     let people = users::list_in(tx, &request.project_id).await?;
     let names = Names::load_in(tx, &request.project_id).await?;
+    let by = match request.approver_id.as_deref() {
+        Some(a) => format!(
+            "requested by {}, confirmed by {}",
+            names.describe("user", &request.requested_by),
+            names.describe("user", a)
+        ),
+        None => format!(
+            "requested by {}, confirmed by the primary account email",
+            names.describe("user", &request.requested_by)
+        ),
+    };
+    crate::notify::slack::queue_text(
+        tx,
+        &request.project_id,
+        format!("slack:confirmation:{}", request.id),
+        &format!(
+            "Withdrawal Confirmation is now {} ({by}).",
+            if on {
+                "enabled: every withdrawal needs a second person's approval"
+            } else {
+                "disabled"
+            }
+        ),
+        now,
+    )
+    .await?;
     for owner in people
         .iter()
         .filter(|u| u.is_owner() && u.status == "active")

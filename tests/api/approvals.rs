@@ -451,3 +451,43 @@ async fn approve_decline_cancel_and_expiry_racing_have_exactly_one_outcome() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_pending_withdrawal_and_its_outcome_are_posted_to_slack() {
+    let slack = Receiver::start().await;
+    let app = spawn_app().await;
+    countersign::service::slack::connect(
+        &app.state,
+        app.project_id(),
+        &countersign::notify::slack::SlackWebhookUrl::parse(&slack.url).unwrap(),
+        &Actor::Cli,
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    app.credit("BTC", "10").await;
+    let owner = user(&app, &app.create_user("owner", true).await).await;
+    let w = pending(&app, "sl1").await;
+    let first = crate::helpers::eventually("pending alert", || async {
+        slack.all().into_iter().next().map(|r| r.json())
+    })
+    .await;
+    let text = first.to_string();
+    assert!(
+        text.contains("Awaiting approval") && text.contains("0.50000000 BTC"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("/withdrawals/{}", w.id)), "{text}");
+    assert!(text.contains("owner required"), "{text}");
+    decide(&app, &owner, &w, Decision::Decline).await.unwrap();
+    let second = crate::helpers::eventually("outcome", || async {
+        slack.all().into_iter().nth(1).map(|r| r.json())
+    })
+    .await;
+    assert!(
+        second
+            .to_string()
+            .contains(&format!("Declined by {}", owner.email)),
+        "{second}"
+    );
+}
