@@ -3,9 +3,11 @@
 pub mod alerts;
 pub mod approvals;
 pub mod exchange;
+pub mod payouts;
 pub mod people;
 pub mod pricing;
 pub mod projects;
 pub mod settings;
 pub mod team;
+pub mod tiers;
 pub mod withdrawals;

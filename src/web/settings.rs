@@ -28,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/webhook-secret", web::post().to(rotate_webhook))
         .route("/settings/base-currency", web::post().to(base_currency));
     super::settings_limits::routes(cfg);
+    super::settings_tiers::routes(cfg);
 }
 
 pub fn show_limit(d: Option<Decimal>) -> String {
