@@ -209,7 +209,7 @@ async fn rows(
         });
     }
     match q.sort.as_str() {
-        "newest" => out.sort_by(|a, b| b.w.id.cmp(&a.w.id)),
+        "newest" => out.sort_by_key(|r| std::cmp::Reverse(r.w.id)),
         "amount" => out.sort_by(|a, b| {
             b.w.base_value
                 .cmp(&a.w.base_value)

@@ -9,6 +9,7 @@ use crate::auth::csrf;
 use crate::auth::session::SignedIn;
 use crate::db::withdrawal_list as wl;
 use crate::domain::approval::Decision;
+use crate::domain::withdrawal::Status;
 use crate::service::approvals::{self, Channel, DecideError, DecisionRequest, Outcome};
 use crate::state::AppState;
 use crate::web::error::PageError;
@@ -139,8 +140,9 @@ pub async fn decide(
     // The code was verified: renew the session id as after any step-up, and render the
     // result with the new session's CSRF token.
     let renewed = step_up::renew(&state, &req, &s).await?;
-    let shown = renewed.as_ref().map_or(&s, |(_, n)| n);
-    let mut ctx = page_context(shown, "approvals");
+    let mut shown = renewed.as_ref().map_or(&s, |(_, n)| n).clone();
+    shown.pending = wl::count_with_status(&state.db, &s.project.id, Status::Pending).await?;
+    let mut ctx = page_context(&shown, "approvals");
     ctx.insert("decision", decision.as_str());
     ctx.insert("results", &results);
     ctx.insert("succeeded", &succeeded);
