@@ -131,6 +131,8 @@ pub struct SignedIn {
     pub user: User,
     pub session: SessionRow,
     pub project: projects::Project,
+    /// The project's pending withdrawals, for the navigation's count.
+    pub pending: i64,
 }
 
 impl SignedIn {
@@ -166,10 +168,17 @@ impl FromRequest for SignedIn {
                     let project = projects::get(&state.db, &user.project_id)
                         .await?
                         .ok_or_else(|| PageError::internal("user without project"))?;
+                    let pending = crate::db::withdrawal_list::count_with_status(
+                        &state.db,
+                        &project.id,
+                        crate::domain::withdrawal::Status::Pending,
+                    )
+                    .await?;
                     Ok(SignedIn {
                         user,
                         session: row,
                         project,
+                        pending,
                     })
                 }
                 _ => Err(PageError::SignIn { return_to }),

@@ -61,19 +61,42 @@ where
     .fetch_all(ex)
     .await?
     .iter()
-    .map(|r| {
-        let d: String = r.try_get("decision")?;
-        let role: String = r.try_get("voter_role")?;
-        Ok(Vote {
-            user_id: r.try_get("user_id")?,
-            decision: Decision::parse(&d).ok_or_else(|| corrupt("withdrawal_votes.decision", d))?,
-            by_owner: role == "owner",
-            channel: r.try_get("channel")?,
-            note: r.try_get("note")?,
-            created_at: r.try_get("created_at")?,
-        })
-    })
+    .map(vote_from_row)
     .collect()
+}
+
+fn vote_from_row(r: &sqlx::any::AnyRow) -> Result<Vote, DbError> {
+    let d: String = r.try_get("decision")?;
+    let role: String = r.try_get("voter_role")?;
+    Ok(Vote {
+        user_id: r.try_get("user_id")?,
+        decision: Decision::parse(&d).ok_or_else(|| corrupt("withdrawal_votes.decision", d))?,
+        by_owner: role == "owner",
+        channel: r.try_get("channel")?,
+        note: r.try_get("note")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// The votes on every pending withdrawal of a project, by withdrawal id (the queue page).
+pub async fn votes_on_pending(
+    db: &Db,
+    project_id: &str,
+) -> Result<std::collections::HashMap<i64, Vec<Vote>>, DbError> {
+    let rows = sqlx::query(
+        "SELECT v.withdrawal_id, v.user_id, v.decision, v.voter_role, v.channel, v.note, v.created_at
+         FROM withdrawal_votes v JOIN withdrawals w ON w.id = v.withdrawal_id
+         WHERE w.project_id = $1 AND w.status = 'pending' ORDER BY v.id",
+    )
+    .bind(project_id)
+    .fetch_all(db.reader())
+    .await?;
+    let mut out: std::collections::HashMap<i64, Vec<Vote>> = std::collections::HashMap::new();
+    for r in &rows {
+        let id: i64 = r.try_get("withdrawal_id")?;
+        out.entry(id).or_default().push(vote_from_row(r)?);
+    }
+    Ok(out)
 }
 
 /// Who holds a withdrawal (admin API, PENDING -> PROCESSING) and until when.

@@ -114,13 +114,18 @@ pub fn buckets(now: i64) -> (String, String) {
     )
 }
 
-pub async fn usage(
-    tx: &mut Tx,
+/// A bucket's totals, read in a transaction (see [`lock_usage`]) or, for a preview, from the
+/// pool.
+pub async fn usage<'c, E>(
+    ex: E,
     project_id: &str,
     scope: Scope,
     currency: &str,
     bucket: &str,
-) -> Result<Usage, DbError> {
+) -> Result<Usage, DbError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let row = sqlx::query(
         "SELECT amount, base_amount FROM limit_usage
          WHERE project_id = $1 AND scope = $2 AND currency = $3 AND bucket = $4",
@@ -129,7 +134,7 @@ pub async fn usage(
     .bind(scope.as_str())
     .bind(currency)
     .bind(bucket)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(ex)
     .await?;
     let Some(row) = row else {
         return Ok(Usage::default());
@@ -177,7 +182,7 @@ pub async fn lock_usage(
         .execute(&mut **tx)
         .await?;
     }
-    usage(tx, project_id, scope, currency, bucket).await
+    usage(&mut **tx, project_id, scope, currency, bucket).await
 }
 
 /// Adds (or, with negative figures, removes) a withdrawal to a bucket, under the bucket's

@@ -14,6 +14,7 @@ pub mod exchanges;
 pub mod invites;
 pub mod jobs;
 pub mod limits;
+pub mod pending;
 pub mod prefill;
 pub mod project_settings;
 pub mod projects;

@@ -108,6 +108,26 @@ pub fn tally(req: &ApprovalRequirement, approvals: &[Approval]) -> Tally {
     }
 }
 
+/// Whether the people in `voters` (everyone of the project, the initiator marked) could ever
+/// meet `req`: enough distinct eligible people, an owner among them when one is required.
+/// `None` when they could; otherwise how many eligible people there are.
+pub fn unmet_by(req: &ApprovalRequirement, voters: &[Voter]) -> Option<usize> {
+    if !req.is_needed() {
+        return None;
+    }
+    let eligible: Vec<&Voter> = voters
+        .iter()
+        .filter(|v| eligibility(req, **v).is_ok())
+        .collect();
+    let enough = u32::try_from(eligible.len()).unwrap_or(u32::MAX) >= req.approvals;
+    let owner_ok = !req.owner_required || eligible.iter().any(|v| v.is_owner);
+    if enough && owner_ok {
+        None
+    } else {
+        Some(eligible.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +177,23 @@ mod tests {
             eligibility(&req(1, false), no_rights),
             Err(Ineligible::NoRights)
         );
+    }
+
+    #[test]
+    fn a_requirement_nobody_else_can_meet_is_named() {
+        let me = Voter {
+            is_initiator: true,
+            ..OWNER
+        };
+        assert_eq!(unmet_by(&req(0, false), &[me]), None);
+        assert_eq!(unmet_by(&req(1, false), &[me]), Some(0));
+        assert_eq!(unmet_by(&req(1, false), &[me, MEMBER]), None);
+        // Over a limit: a member alone cannot approve.
+        assert_eq!(unmet_by(&req(1, true), &[me, MEMBER]), Some(0));
+        assert_eq!(unmet_by(&req(1, true), &[me, MEMBER, OWNER]), None);
+        // Two approvers needed, owner among them: two members are not enough.
+        assert_eq!(unmet_by(&req(2, true), &[me, MEMBER, MEMBER]), Some(2));
+        assert_eq!(unmet_by(&req(2, true), &[me, MEMBER, OWNER]), None);
     }
 
     #[test]

@@ -37,8 +37,16 @@ pub fn may_decide(w: &Withdrawal, user: &User) -> bool {
 }
 
 pub fn voter(w: &Withdrawal, user: &User) -> Voter {
+    voter_as(
+        user,
+        w.initiator_kind == "user" && w.initiator_id == user.id,
+    )
+}
+
+/// `user` as a voter on a withdrawal they did (or did not) initiate.
+pub fn voter_as(user: &User, is_initiator: bool) -> Voter {
     Voter {
-        is_initiator: w.initiator_kind == "user" && w.initiator_id == user.id,
+        is_initiator,
         is_owner: user.is_owner(),
         has_rights: user.can_use_withdrawal_rights(),
     }

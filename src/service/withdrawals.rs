@@ -6,7 +6,6 @@
 //! ([`crate::notify::gate`]); that network call happens before any transaction is opened.
 
 use crate::clock::HOUR_MS;
-use crate::db::approvals;
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, BalanceError, LedgerKind};
 use crate::db::exchanges;
@@ -15,14 +14,18 @@ use crate::db::limits;
 use crate::db::projects::Project;
 use crate::db::withdrawals::{self as wdb, Withdrawal, WithdrawalExchange};
 use crate::db::{DbError, Tx};
-use crate::domain::policy::{self, PolicyInput, Scope, Usage};
+use crate::domain::policy::{Scope, Usage};
 use crate::domain::withdrawal::{Event, FundsEffect, NewWithdrawal, Status, transition};
 use crate::error::ApiError;
 use crate::notify::callback::CallbackJob;
 use crate::notify::gate::{self, GateInput, GateRefusal, WithdrawRequest};
-use crate::service::{alerts, pricing};
+use crate::service::alerts;
 use crate::state::AppState;
+use requirement::Basis;
 use serde_json::json;
+
+mod requirement;
+pub use requirement::preview;
 
 fn balance_not_enough() -> ApiError {
     ApiError::refused("balance_not_enough", "Not enough money on balance")
@@ -47,7 +50,8 @@ pub async fn create(
     if let Some(existing) = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id).await? {
         return replay(existing, &fingerprint);
     }
-    let priced = pricing::price_withdrawal(state, project, &req)?;
+    let basis = Basis::load(state, project, scope, &req).await?;
+    let priced = basis.priced;
     let price = priced.price;
     if project.validation_url.is_some() {
         let asked = WithdrawRequest::new(&GateInput {
@@ -67,19 +71,11 @@ pub async fn create(
     }
     // Read after the gate, which may have taken seconds.
     let now = state.now();
-    // Limits count the payout currency: what leaves, in its units and at its base value.
     let payout = req.payout;
     let (held_currency, held) = (price.held_currency, price.held);
     let amount = price.received;
     let base_value = priced.base_value;
-    let (base_limits, currency_limits) =
-        limits::for_withdrawal(&state.db, &project.id, scope, payout.code()).await?;
     let (hour, day) = limits::buckets(now);
-    let tiers: Vec<_> = approvals::tiers(&state.db, &project.id)
-        .await?
-        .into_iter()
-        .filter_map(|(s, t)| (s == scope).then_some(t))
-        .collect();
 
     let mut tx = state.db.begin().await?;
     let Some(balance) =
@@ -94,19 +90,7 @@ pub async fn create(
         limits::lock_usage(&state.db, &mut tx, &project.id, scope, payout.code(), &hour).await?;
     let used_day =
         limits::lock_usage(&state.db, &mut tx, &project.id, scope, payout.code(), &day).await?;
-    let requirement = policy::requirement(&PolicyInput {
-        scope,
-        currency: payout.code(),
-        base_currency: priced.base.code(),
-        amount,
-        base_value,
-        base_limits,
-        currency_limits,
-        used_this_hour: used_hour,
-        used_today: used_day,
-        withdrawal_confirmation: project.withdrawal_confirmation,
-        tiers: &tiers,
-    });
+    let requirement = basis.requirement(used_hour, used_day);
     let status = if requirement.is_needed() {
         Status::Pending
     } else {

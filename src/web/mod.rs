@@ -2,15 +2,18 @@
 //! without JavaScript. Every response carries a strict Content-Security-Policy.
 
 pub mod account;
+pub mod approvals;
 pub mod audit;
 pub mod confirmation;
 pub mod dashboard;
 pub mod error;
 pub mod invite;
 pub mod mailbox;
+pub mod payouts;
 pub mod settings;
 pub mod settings_limits;
 pub mod settings_slack;
+pub mod settings_tiers;
 pub mod setup;
 pub mod signin;
 pub mod step_up;
@@ -80,6 +83,7 @@ pub fn page_context(s: &SignedIn, active: &str) -> Context {
     );
     ctx.insert("csrf", &s.session.csrf_token);
     ctx.insert("active", active);
+    ctx.insert("pending_count", &s.pending);
     ctx
 }
 
@@ -144,4 +148,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     audit::routes(cfg);
     dashboard::routes(cfg);
     withdrawals::routes(cfg);
+    approvals::routes(cfg);
+    payouts::routes(cfg);
 }

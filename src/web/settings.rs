@@ -31,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/base-currency", web::post().to(base_currency));
     super::settings_limits::routes(cfg);
     super::settings_slack::routes(cfg);
+    super::settings_tiers::routes(cfg);
 }
 
 pub fn show_limit(d: Option<Decimal>) -> String {

@@ -53,6 +53,7 @@ pub async fn renew(
         user,
         session: row,
         project: s.project.clone(),
+        pending: s.pending,
     };
     Ok(Some((cookie, renewed)))
 }

@@ -1,6 +1,8 @@
 //! The withdrawals pages: the filtered, paginated list, one withdrawal's detail (timeline,
-//! callback deliveries) and the owner's "re-send callback".
+//! callback deliveries, approving or declining it) and the owner's "re-send callback".
 
+mod decide;
+pub use decide::MAX_NOTE;
 mod detail;
 mod filters;
 
@@ -20,6 +22,8 @@ use serde_json::{Value, json};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/withdrawals", web::get().to(list))
         .route("/withdrawals/{id}", web::get().to(detail::page))
+        .route("/withdrawals/{id}/approve", web::post().to(decide::approve))
+        .route("/withdrawals/{id}/decline", web::post().to(decide::decline))
         .route(
             "/withdrawals/{id}/callbacks/{job_id}/resend",
             web::post().to(detail::resend),

@@ -25,7 +25,9 @@ async fn connect(app: &TestApp, url: &str) {
     .unwrap();
 }
 
-/// A withdrawal held over the default limit (0.5 BTC = 30,000 EUR): its id.
+/// A withdrawal held over the default limit (0.5 BTC = 30,000 EUR): its id. Tests create it
+/// before connecting the channel, so that the alert it would queue itself does not take the
+/// place (dedupe key) of the one the test queues by hand.
 async fn pending_withdrawal(app: &TestApp, foreign_id: &str) -> wdb::Withdrawal {
     app.credit("BTC", "1").await;
     let (status, v) = app.withdraw(foreign_id, "BTC", "0.5", BTC_ADDR).await;
@@ -109,8 +111,8 @@ async fn quiet_moment() {
 async fn a_pending_alert_and_its_outcome_arrive_as_block_kit_messages() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    connect(&app, &rx.url).await;
     let w = pending_withdrawal(&app, "s1").await;
+    connect(&app, &rx.url).await;
     queue_pending(&app, &w).await;
     let got = received(&rx, 1).await;
     let id = w.id;
@@ -224,8 +226,8 @@ async fn a_429_is_retried_only_after_retry_after() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
     rx.answer_with_body(429, &[("Retry-After", "120")], "rate_limited");
-    connect(&app, &rx.url).await;
     let w = pending_withdrawal(&app, "s3").await;
+    connect(&app, &rx.url).await;
     queue_pending(&app, &w).await;
     let d = settled_after(&app, w.id, 1).await;
     assert_eq!(d.status, "queued");
@@ -276,8 +278,8 @@ async fn a_500_is_retried_with_backoff_then_delivered() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
     rx.answer_with_body(500, &[], "");
-    connect(&app, &rx.url).await;
     let w = pending_withdrawal(&app, "s4").await;
+    connect(&app, &rx.url).await;
     queue_pending(&app, &w).await;
     let d = settled_after(&app, w.id, 1).await;
     assert_eq!(
@@ -309,8 +311,8 @@ async fn a_404_is_final_and_shows_on_the_settings_page() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
     rx.answer_with_body(404, &[], "no_service");
-    connect(&app, &rx.url).await;
     let w = pending_withdrawal(&app, "s5").await;
+    connect(&app, &rx.url).await;
     queue_pending(&app, &w).await;
     let d = eventually("given up", || async {
         let d = slack_deliveries(&app, w.id).await;
@@ -347,8 +349,8 @@ async fn a_404_is_final_and_shows_on_the_settings_page() {
 async fn a_message_queued_before_the_channel_was_disconnected_is_not_sent() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    connect(&app, &rx.url).await;
     let w = pending_withdrawal(&app, "s6").await;
+    connect(&app, &rx.url).await;
     // Due in a minute, so the disconnection surely comes first.
     queue_pending_at(&app, &w, app.clock.now_ms() + 60_000).await;
     countersign::service::slack::disconnect(

@@ -3,6 +3,7 @@
 //! delivered or abandoned callback.
 
 use super::amount_text;
+use super::decide::{Problem, panel};
 use crate::api::origin;
 use crate::auth::csrf;
 use crate::auth::session::SignedIn;
@@ -19,6 +20,7 @@ use crate::notify::callback::CallbackJob;
 use crate::state::AppState;
 use crate::web::error::PageError;
 use crate::web::{page_context, redirect, render};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,7 +33,7 @@ fn parse_id(s: &str) -> Result<i64, PageError> {
         .ok_or(PageError::NotFound)
 }
 
-async fn load(db: &Db, s: &SignedIn, id: &str) -> Result<Withdrawal, PageError> {
+pub(super) async fn load(db: &Db, s: &SignedIn, id: &str) -> Result<Withdrawal, PageError> {
     wl::get(db, &s.project.id, parse_id(id)?)
         .await?
         .ok_or(PageError::NotFound)
@@ -142,9 +144,44 @@ pub async fn page(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let w = load(&state.db, &s, &path).await?;
+    show(&state, &req, &s, &w, None).await
+}
+
+fn notice(query: &str) -> Option<&'static str> {
+    url::form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| match (k.as_ref(), v.as_ref()) {
+        ("callback", "resent") => Some(
+            "The callback was queued again and goes out in a moment, with the same webhook-id so the receiver can tell it is a repeat.",
+        ),
+        ("callback", "busy") => Some(
+            "That callback is still queued, so nothing was re-sent: the service keeps retrying it by itself.",
+        ),
+        ("created", "1") => Some(
+            "Payout created. If it needs approval, the people who can give it are alerted; you cannot approve your own payout.",
+        ),
+        ("decided", "approved") => Some(
+            "Approved. The approvals are complete: the withdrawal goes to payout now.",
+        ),
+        ("decided", "recorded") => Some(
+            "Your approval is recorded. The withdrawal waits for the approvals still needed.",
+        ),
+        ("decided", "declined") => Some(
+            "Declined. The funds are released and the merchant is told.",
+        ),
+        _ => None,
+    })
+}
+
+/// The page, optionally with a refused decision (and its HTTP status).
+pub(super) async fn show(
+    state: &AppState,
+    req: &HttpRequest,
+    s: &SignedIn,
+    w: &Withdrawal,
+    problem: Option<Problem>,
+) -> Result<HttpResponse, PageError> {
     let names = Names::load(&state.db, &s.project.id).await?;
-    let timeline: Vec<Value> = wdb::events(&state.db, w.id)
-        .await?
+    let events = wdb::events(&state.db, w.id).await?;
+    let timeline: Vec<Value> = events
         .iter()
         .map(|e| {
             json!({
@@ -162,24 +199,30 @@ pub async fn page(
             .iter()
             .map(|d| delivery_json(d, s.user.is_owner()))
             .collect();
-    let notice = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "callback")
-        .and_then(|(_, v)| match v.as_ref() {
-            "resent" => Some(
-                "The callback was queued again and goes out in a moment, with the same webhook-id so the receiver can tell it is a repeat.",
-            ),
-            "busy" => Some(
-                "That callback is still queued, so nothing was re-sent: the service keeps retrying it by itself.",
-            ),
-            _ => None,
-        });
-    let mut ctx = page_context(&s, "withdrawals");
-    ctx.insert("w", &withdrawal_json(&w, &names));
+    let mut ctx = page_context(s, "withdrawals");
+    ctx.insert("w", &withdrawal_json(w, &names));
+    ctx.insert("approval", &panel(state, s, w, &names, &events).await?);
     ctx.insert("timeline", &timeline);
     ctx.insert("deliveries", &deliveries);
     ctx.insert("callback_url_set", &s.project.callback_url.is_some());
-    ctx.insert("notice", &notice);
-    render("withdrawals/detail.html", &ctx)
+    let status = match &problem {
+        Some(p) => {
+            ctx.insert("notice", &None::<&str>);
+            ctx.insert(
+                "problem",
+                &json!({"message": p.message, "decision": p.decision.as_str(), "note": p.note}),
+            );
+            p.status
+        }
+        None => {
+            ctx.insert("notice", &notice(req.query_string()));
+            ctx.insert("problem", &None::<Value>);
+            StatusCode::OK
+        }
+    };
+    let mut resp = render("withdrawals/detail.html", &ctx)?;
+    *resp.status_mut() = status;
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
