@@ -4,5 +4,6 @@ pub mod address;
 pub mod approval;
 pub mod exchange;
 pub mod money;
+pub mod panel_status;
 pub mod policy;
 pub mod withdrawal;

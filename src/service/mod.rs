@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod approvals;
+pub mod claims;
 pub mod exchange;
 pub mod people;
 pub mod pricing;
