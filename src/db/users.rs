@@ -168,12 +168,24 @@ pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
 }
 
 pub async fn list(db: &Db, project_id: &str) -> Result<Vec<User>, DbError> {
+    list_with(db.reader(), project_id).await
+}
+
+/// [`list`] inside a transaction (see `activity::Names::load_in`).
+pub async fn list_in(tx: &mut Tx, project_id: &str) -> Result<Vec<User>, DbError> {
+    list_with(&mut **tx, project_id).await
+}
+
+async fn list_with<'c, E>(ex: E, project_id: &str) -> Result<Vec<User>, DbError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let sql = format!(
         "SELECT {COLUMNS} FROM users WHERE project_id = $1 AND status <> 'removed' ORDER BY created_at, email_norm"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
-        .fetch_all(db.reader())
+        .fetch_all(ex)
         .await?;
     rows.iter().map(from_row).collect()
 }

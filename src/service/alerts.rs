@@ -107,9 +107,11 @@ pub async fn on_decided(
     note: &str,
     now: i64,
 ) -> Result<(), DbError> {
-    let names = Names::load(&state.db, &after.project_id).await?;
+    // Read in the transaction: it holds the withdrawal's row lock, and other deciders
+    // queueing on that lock may hold every other pooled connection.
+    let names = Names::load_in(tx, &after.project_id).await?;
     let line = outcome_line(after, actor, note, &names);
-    let people = users::list(&state.db, &after.project_id).await?;
+    let people = users::list_in(tx, &after.project_id).await?;
     let base = state.settings.base_url.trim_end_matches('/');
     for user in people.iter().filter(|u| u.status == "active") {
         if actor.kind() == "user" && actor.id() == user.id {
