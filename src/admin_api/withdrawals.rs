@@ -267,7 +267,7 @@ pub async fn change_status(
             ("released", "Claim handed back.".to_string())
         }
         PanelStatus::Completed => {
-            match approvals::decide(&state, &user, &decide(Decision::Approve))
+            match claims::finalize(&state, &user, &decide(Decision::Approve))
                 .await?
                 .1
             {
@@ -297,7 +297,7 @@ pub async fn change_status(
             }
         }
         PanelStatus::Rejected => {
-            approvals::decide(&state, &user, &decide(Decision::Decline)).await?;
+            claims::finalize(&state, &user, &decide(Decision::Decline)).await?;
             (
                 "declined",
                 "Declined: the held funds are released.".to_string(),

@@ -11,16 +11,29 @@ use crate::db::approvals::{self as adb, Claim};
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::users::User;
 use crate::db::withdrawals as wdb;
+use crate::db::withdrawals::Withdrawal;
 use crate::db::{DbError, Tx};
 use crate::domain::approval::eligibility;
 use crate::domain::withdrawal::Status;
 use crate::service::alerts::voter;
-use crate::service::approvals::{Channel, DecideError, already_decided};
+use crate::service::approvals::{
+    Channel, DecideError, DecisionRequest, Outcome, already_decided, decide,
+};
 use crate::state::AppState;
 use serde_json::json;
 
 /// How long a claim holds.
 pub const CLAIM_MS: i64 = 15 * MINUTE_MS;
+
+async fn claimed_by_other(state: &AppState, project_id: &str, c: Claim) -> DecideError {
+    match Names::load(&state.db, project_id).await {
+        Ok(names) => DecideError::ClaimedByOther {
+            by: names.describe("user", &c.user_id),
+            until: c.until,
+        },
+        Err(e) => DecideError::Db(e),
+    }
+}
 
 async fn commit(tx: Tx) -> Result<(), DbError> {
     tx.commit().await.map_err(DbError::from)
@@ -43,6 +56,12 @@ pub async fn claim(
     }
     eligibility(&w.requirement, voter(&w, user)).map_err(DecideError::Ineligible)?;
     let now = state.now();
+    // Someone else's live claim is answered without queueing on the row lock.
+    if let Some(c) = adb::claim_of(state.db.reader(), w.id, now).await? {
+        if c.user_id != user.id {
+            return Err(claimed_by_other(state, &w.project_id, c).await);
+        }
+    }
     let until = now + CLAIM_MS;
     let mut tx = state.db.begin().await?;
     let w = match wdb::lock(&state.db, &mut tx, w.id).await? {
@@ -70,12 +89,7 @@ pub async fn claim(
         let holder = adb::claim_of(&mut *tx, w.id, now).await?;
         drop(tx);
         return Err(match holder {
-            Some(c) => DecideError::ClaimedByOther {
-                by: Names::load(&state.db, &w.project_id)
-                    .await?
-                    .describe("user", &c.user_id),
-                until: c.until,
-            },
+            Some(c) => claimed_by_other(state, &w.project_id, c).await,
             None => already_decided(state, &w.project_id, w.id).await,
         });
     }
@@ -102,6 +116,31 @@ pub async fn claim(
         user_id: user.id.clone(),
         until,
     })
+}
+
+/// The finalize step: `decide` with `require_claim`, after the same checks made without a
+/// transaction. Only the claim holder gets as far as `decide`'s transaction and row lock: the
+/// others are answered at once, rather than each holding a pooled connection while queueing on
+/// the row lock (twenty admins finalizing at once would otherwise starve the pool the holder's
+/// own transaction needs). `decide` checks everything again under the lock.
+pub async fn finalize(
+    state: &AppState,
+    user: &User,
+    req: &DecisionRequest<'_>,
+) -> Result<(Withdrawal, Outcome), DecideError> {
+    let w = match wdb::by_id(&state.db, req.withdrawal_id).await? {
+        Some(w) if w.project_id == user.project_id => w,
+        _ => return Err(DecideError::NotFound),
+    };
+    if w.status != Status::Pending {
+        return Err(already_decided(state, &w.project_id, w.id).await);
+    }
+    eligibility(&w.requirement, voter(&w, user)).map_err(DecideError::Ineligible)?;
+    match adb::claim_of(state.db.reader(), w.id, state.now()).await? {
+        Some(c) if c.user_id == user.id => decide(state, user, req).await,
+        Some(c) => Err(claimed_by_other(state, &w.project_id, c).await),
+        None => Err(DecideError::NotClaimed),
+    }
 }
 
 /// Why a claim was given back (kept in the audit record).
