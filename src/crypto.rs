@@ -22,8 +22,15 @@ pub enum CryptoError {
 }
 
 /// The master key (`COUNTERSIGN_SECRET_KEY`). Debug output never shows it.
+///
+/// It encrypts secrets at rest and is the root of purpose-bound keys ([`MasterKey::derive`]):
+/// no other use ever sees the master key itself.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey {
+    cipher: Aes256Gcm,
+    /// HMAC-SHA256 keyed with the master key, for derivations.
+    kdf: HmacSha256,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,7 +42,19 @@ impl MasterKey {
     pub fn from_hex(s: &str) -> Result<MasterKey, CryptoError> {
         let bytes = hex::decode(s.trim()).map_err(|_| CryptoError::BadMasterKey)?;
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadMasterKey)?;
-        Ok(MasterKey(cipher))
+        let kdf =
+            <HmacSha256 as Mac>::new_from_slice(&bytes).map_err(|_| CryptoError::BadMasterKey)?;
+        Ok(MasterKey { cipher, kdf })
+    }
+
+    /// A 32-byte key for one purpose, derived from the master key: HMAC-SHA256(master key,
+    /// "countersign/derive/v1/" ‖ label), which is HKDF-Expand's first block for a uniformly
+    /// random key. Distinct labels give independent keys; none of them reveals the master key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac = self.kdf.clone();
+        mac.update(b"countersign/derive/v1/");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// A fresh random key, hex-encoded, for first start-up.
@@ -47,7 +66,7 @@ impl MasterKey {
     pub fn encrypt(&self, plaintext: &str) -> Result<String, CryptoError> {
         let nonce_bytes = random_bytes::<12>()?;
         let ct = self
-            .0
+            .cipher
             .encrypt(Nonce::from_slice(&nonce_bytes), plaintext.as_bytes())
             .map_err(|_| CryptoError::Decrypt)?;
         let mut out = nonce_bytes.to_vec();
@@ -63,7 +82,7 @@ impl MasterKey {
             .ok_or(CryptoError::Decrypt)?;
         let (nonce, ct) = raw.split_at(12);
         let pt = self
-            .0
+            .cipher
             .decrypt(Nonce::from_slice(nonce), ct)
             .map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Decrypt)
@@ -153,6 +172,18 @@ mod tests {
         assert_eq!(k.decrypt(&stored).unwrap(), "s3cret");
         assert!(other.decrypt(&stored).is_err());
         assert!(MasterKey::from_hex("abcd").is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_bound_to_their_label_and_key() {
+        let hex = MasterKey::generate_hex().unwrap();
+        let k = MasterKey::from_hex(&hex).unwrap();
+        let again = MasterKey::from_hex(&hex).unwrap();
+        let other = MasterKey::from_hex(&MasterKey::generate_hex().unwrap()).unwrap();
+        assert_eq!(k.derive("a"), again.derive("a"));
+        assert_ne!(k.derive("a"), k.derive("b"));
+        assert_ne!(k.derive("a"), other.derive("a"));
+        assert_ne!(k.derive("a").to_vec(), hex::decode(&hex).unwrap());
     }
 
     #[test]

@@ -216,6 +216,7 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
                 }
             })
             .configure(crate::api::routes)
+            .configure(crate::admin_api::routes)
             .configure(crate::web::routes)
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))

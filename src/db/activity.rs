@@ -2,7 +2,7 @@
 //! the names to show for the people and keys that acted.
 
 use super::{Db, DbError, Tx};
-use sqlx::Row;
+use sqlx::{Any, Executor, Row};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
@@ -50,34 +50,47 @@ pub struct Names {
     keys: HashMap<String, String>,
 }
 
+async fn user_names<'c, E>(ex: E, project_id: &str) -> Result<HashMap<String, String>, DbError>
+where
+    E: Executor<'c, Database = Any>,
+{
+    sqlx::query("SELECT id, email FROM users WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
+        .collect()
+}
+
+async fn key_names<'c, E>(ex: E, project_id: &str) -> Result<HashMap<String, String>, DbError>
+where
+    E: Executor<'c, Database = Any>,
+{
+    sqlx::query("SELECT id, key_prefix FROM api_keys WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("key_prefix")?)))
+        .collect()
+}
+
 impl Names {
     pub async fn load(db: &Db, project_id: &str) -> Result<Names, DbError> {
-        let mut conn = db.reader().acquire().await?;
-        Names::load_with(&mut conn, project_id).await
+        Ok(Names {
+            users: user_names(db.reader(), project_id).await?,
+            keys: key_names(db.reader(), project_id).await?,
+        })
     }
 
-    /// [`Names::load`] inside a write transaction (no second pool connection while it holds
-    /// row locks).
+    /// The same, read inside a transaction: code holding row locks must not wait for a
+    /// second pooled connection (others queueing on those locks may hold them all).
     pub async fn load_in(tx: &mut Tx, project_id: &str) -> Result<Names, DbError> {
-        Names::load_with(tx, project_id).await
-    }
-
-    async fn load_with(conn: &mut sqlx::AnyConnection, project_id: &str) -> Result<Names, DbError> {
-        let users = sqlx::query("SELECT id, email FROM users WHERE project_id = $1")
-            .bind(project_id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
-            .collect::<Result<_, DbError>>()?;
-        let keys = sqlx::query("SELECT id, key_prefix FROM api_keys WHERE project_id = $1")
-            .bind(project_id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("key_prefix")?)))
-            .collect::<Result<_, DbError>>()?;
-        Ok(Names { users, keys })
+        Ok(Names {
+            users: user_names(&mut **tx, project_id).await?,
+            keys: key_names(&mut **tx, project_id).await?,
+        })
     }
 
     /// "alice@acme.test", "API key ab12cd…", "the system", "the command line".

@@ -4,6 +4,7 @@
 //! function here.
 
 pub mod activity;
+pub mod admin_api;
 pub mod api_keys;
 pub mod approvals;
 pub mod audit;

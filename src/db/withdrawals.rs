@@ -75,7 +75,7 @@ impl Withdrawal {
     }
 }
 
-pub(super) const COLUMNS: &str = "id, project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id, currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate, status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at, created_at, updated_at, source_currency, source_amount, exchange_rate, exchange_fee, exchange_id, rates_at";
+pub(crate) const COLUMNS: &str = "id, project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id, currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate, status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at, created_at, updated_at, source_currency, source_amount, exchange_rate, exchange_fee, exchange_id, rates_at";
 
 fn dec(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Decimal, DbError> {
     let s: String = row.try_get(col)?;
@@ -109,7 +109,7 @@ fn exchange(row: &sqlx::any::AnyRow) -> Result<Option<WithdrawalExchange>, DbErr
     }))
 }
 
-pub(super) fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
     let scope: String = row.try_get("scope")?;
     let requirement: String = row.try_get("requirement")?;
     Ok(Withdrawal {

@@ -5,5 +5,6 @@ pub mod approval;
 pub mod confirmation;
 pub mod exchange;
 pub mod money;
+pub mod panel_status;
 pub mod policy;
 pub mod withdrawal;

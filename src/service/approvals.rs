@@ -97,7 +97,7 @@ impl DecideError {
     }
 }
 
-async fn already_decided(state: &AppState, project_id: &str, id: i64) -> DecideError {
+pub(crate) async fn already_decided(state: &AppState, project_id: &str, id: i64) -> DecideError {
     let d = match decided(state, id).await {
         Ok(ChangeError::NotAllowed(d)) => d,
         Ok(ChangeError::Db(e)) | Err(e) => return DecideError::Db(e),

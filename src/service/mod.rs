@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod approvals;
+pub mod claims;
 pub mod confirmation;
 pub mod exchange;
 pub mod payouts;
