@@ -2,6 +2,7 @@
 //! without JavaScript. Every response carries a strict Content-Security-Policy.
 
 pub mod account;
+pub mod approve;
 pub mod audit;
 pub mod dashboard;
 pub mod error;
@@ -137,6 +138,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     setup::routes(cfg);
     users::routes(cfg);
     invite::routes(cfg);
+    approve::routes(cfg);
     settings::routes(cfg);
     audit::routes(cfg);
     dashboard::routes(cfg);
