@@ -2,6 +2,7 @@
 //! port 0 with its own fresh database: SQLite by default, PostgreSQL when
 //! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
+mod approval_links;
 mod audit_page;
 mod auth;
 mod balances;
