@@ -35,15 +35,26 @@ pub enum Refusal {
     /// No such link (mistyped, cut off, or never issued).
     Unknown,
     /// Spent: the decision made with it was recorded at `at`.
-    Used { at: i64 },
-    Expired { at: i64 },
+    Used {
+        at: i64,
+    },
+    Expired {
+        at: i64,
+    },
     /// The withdrawal no longer waits. `how` ("approved by alice@… at …") only for the
     /// addressee; others learn no more than that.
-    Ended { how: Option<String> },
+    Ended {
+        how: Option<String>,
+    },
     /// Signed in as someone else. `addressee` is named only to a user of the same project.
-    Foreign { addressee: Option<String> },
+    Foreign {
+        addressee: Option<String>,
+    },
     Ineligible(Ineligible),
-    AlreadyVoted { decision: Decision, at: i64 },
+    AlreadyVoted {
+        decision: Decision,
+        at: i64,
+    },
     /// Another refusal of the decision itself (e.g. an admin's claim), as its message.
     Other(String),
 }

@@ -111,7 +111,10 @@ async fn form_page(
             })
             .collect::<Vec<_>>(),
     );
-    ctx.insert("link_expires", &crate::clock::rfc3339(ready.link.expires_at));
+    ctx.insert(
+        "link_expires",
+        &crate::clock::rfc3339(ready.link.expires_at),
+    );
     ctx.insert("error", &error);
     ctx.insert("note", note);
     render("approve/confirm.html", &ctx)
@@ -218,11 +221,14 @@ async fn submit(
             ctx.insert("title", title);
             ctx.insert("message", &message);
             ctx.insert("id", &w.id);
-            ctx.insert("outcome", match outcome {
-                Outcome::Approved => "approved",
-                Outcome::Recorded(_) => "recorded",
-                Outcome::Declined => "declined",
-            });
+            ctx.insert(
+                "outcome",
+                match outcome {
+                    Outcome::Approved => "approved",
+                    Outcome::Recorded(_) => "recorded",
+                    Outcome::Declined => "declined",
+                },
+            );
             render("approve/done.html", &ctx)?
         }
         Err(LinkError::Refused(r)) => refused_page(Some(&s), &token, &r)?,

@@ -20,10 +20,10 @@ use std::time::Duration;
 /// The decoded text/plain part of a message as the SMTP sink received it.
 fn text_part(m: &SmtpMessage) -> String {
     let lines: Vec<&str> = m.data.lines().collect();
-    let Some(start) = lines
-        .iter()
-        .position(|l| l.to_ascii_lowercase().starts_with("content-type: text/plain"))
-    else {
+    let Some(start) = lines.iter().position(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("content-type: text/plain")
+    }) else {
         return m.data.clone();
     };
     let mut i = start;
@@ -202,7 +202,11 @@ async fn decide(
     let (status, page, _) = b
         .post_form(
             link,
-            &[("code", &app.code(user)), ("decision", decision), ("note", "")],
+            &[
+                ("code", &app.code(user)),
+                ("decision", decision),
+                ("note", ""),
+            ],
         )
         .await;
     (status, page)
@@ -260,7 +264,9 @@ async fn story_in_chromium(decision: &str) {
     }
     chrome.click(&format!("#{decision}")).await;
     let result = chrome.text("#approve-done h1").await;
-    let shot = chrome.screenshot(&format!("approval-link-{decision}")).await;
+    let shot = chrome
+        .screenshot(&format!("approval-link-{decision}"))
+        .await;
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
 
     let w = wdb::by_foreign_id(&app.state.db, app.project_id(), "story")
@@ -445,7 +451,10 @@ async fn a_used_link_is_refused_while_the_withdrawal_still_waits() {
     assert!(page.contains("works only once"), "{page}");
     app.clock.advance_secs(30);
     let (status, _, _) = b
-        .post_form(&link, &[("code", &app.code(&alice)), ("decision", "approve")])
+        .post_form(
+            &link,
+            &[("code", &app.code(&alice)), ("decision", "approve")],
+        )
         .await;
     assert_eq!(status, 410);
     assert_eq!(app.count("withdrawal_votes").await, 1);
@@ -550,7 +559,10 @@ async fn an_expired_link_is_refused() {
     assert!(page.contains("expired"), "{page}");
     app.clock.advance_secs(30);
     let (status, page, _) = b
-        .post_form(&link, &[("code", &app.code(&owner)), ("decision", "approve")])
+        .post_form(
+            &link,
+            &[("code", &app.code(&owner)), ("decision", "approve")],
+        )
         .await;
     assert_eq!(status, 410, "{page}");
     assert_eq!(app.count("withdrawal_votes").await, 0);
@@ -635,8 +647,7 @@ async fn a_wrong_or_missing_code_refuses_and_leaves_the_link_usable() {
 }
 
 #[tokio::test]
-async fn approval_emails_go_to_eligible_approvers_with_alerts_on_and_outcomes_to_the_initiator()
-{
+async fn approval_emails_go_to_eligible_approvers_with_alerts_on_and_outcomes_to_the_initiator() {
     let (sink, app) = app_with_sink().await;
     let initiator = app.create_user("owner", true).await;
     let approver = app.create_user("owner", true).await;
@@ -650,7 +661,10 @@ async fn approval_emails_go_to_eligible_approvers_with_alerts_on_and_outcomes_to
     let link = approval_link(&app, &sink, &approver).await;
     let text = approval_emails(&sink, &approver).pop().unwrap();
     assert!(text.contains(&initiator.email), "who started it: {text}");
-    assert!(text.contains("dashboard per-operation limit"), "why: {text}");
+    assert!(
+        text.contains("dashboard per-operation limit"),
+        "why: {text}"
+    );
     assert!(text.contains("0 of 1 approval"), "{text}");
     // Let the worker finish the round, then look at everyone else's inbox.
     tokio::time::sleep(Duration::from_millis(500)).await;
