@@ -237,9 +237,10 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Invitation and setup links carry their secret token in the path: logged without it.
-fn loggable_path(path: &str) -> String {
-    for prefix in ["/invite/", "/setup/"] {
+/// Invitation, setup and approval links carry their secret token in the path: logged
+/// without it.
+pub fn loggable_path(path: &str) -> String {
+    for prefix in ["/invite/", "/setup/", "/approve/"] {
         if path.starts_with(prefix) {
             return format!("{prefix}{{token}}");
         }
@@ -262,6 +263,10 @@ mod tests {
     fn secret_paths_are_logged_without_their_token() {
         assert_eq!(super::loggable_path("/invite/abcDEF123"), "/invite/{token}");
         assert_eq!(super::loggable_path("/setup/abcDEF123"), "/setup/{token}");
+        assert_eq!(
+            super::loggable_path("/approve/abc-DEF_123"),
+            "/approve/{token}"
+        );
         assert_eq!(super::loggable_path("/withdrawals/12"), "/withdrawals/12");
     }
 }

@@ -37,14 +37,14 @@ pub fn check(
         (None, None, None) => false,
     };
     if !same_origin {
-        tracing::warn!(path = %req.path(), origin = ?header("Origin"), fetch_site = ?header("Sec-Fetch-Site"), %expected, "form refused: it does not come from this site's pages");
+        tracing::warn!(path = %crate::startup::loggable_path(req.path()), origin = ?header("Origin"), fetch_site = ?header("Sec-Fetch-Site"), %expected, "form refused: it does not come from this site's pages");
         return Err(PageError::Csrf);
     }
     let ok: bool = session.csrf_token.as_bytes().ct_eq(token.as_bytes()).into();
     if ok && !token.is_empty() {
         Ok(())
     } else {
-        tracing::warn!(path = %req.path(), "form refused: missing or wrong CSRF token");
+        tracing::warn!(path = %crate::startup::loggable_path(req.path()), "form refused: missing or wrong CSRF token");
         Err(PageError::Csrf)
     }
 }

@@ -136,6 +136,29 @@ pub struct SignedIn {
 }
 
 impl SignedIn {
+    /// The signed-in view of a full session of `user` (None if their project is gone).
+    pub async fn of(
+        state: &AppState,
+        user: User,
+        session: SessionRow,
+    ) -> Result<Option<SignedIn>, DbError> {
+        let Some(project) = projects::get(&state.db, &user.project_id).await? else {
+            return Ok(None);
+        };
+        let pending = crate::db::withdrawal_list::count_with_status(
+            &state.db,
+            &project.id,
+            crate::domain::withdrawal::Status::Pending,
+        )
+        .await?;
+        Ok(Some(SignedIn {
+            user,
+            session,
+            project,
+            pending,
+        }))
+    }
+
     pub fn require_owner(&self) -> Result<(), PageError> {
         if self.user.is_owner() {
             Ok(())
@@ -164,23 +187,9 @@ impl FromRequest for SignedIn {
                 Some(Current {
                     row,
                     user: Some(user),
-                }) if row.stage == Stage::Full => {
-                    let project = projects::get(&state.db, &user.project_id)
-                        .await?
-                        .ok_or_else(|| PageError::internal("user without project"))?;
-                    let pending = crate::db::withdrawal_list::count_with_status(
-                        &state.db,
-                        &project.id,
-                        crate::domain::withdrawal::Status::Pending,
-                    )
-                    .await?;
-                    Ok(SignedIn {
-                        user,
-                        session: row,
-                        project,
-                        pending,
-                    })
-                }
+                }) if row.stage == Stage::Full => SignedIn::of(&state, user, row)
+                    .await?
+                    .ok_or_else(|| PageError::internal("user without project")),
                 _ => Err(PageError::SignIn { return_to }),
             }
         })

@@ -120,6 +120,28 @@ pub async fn decide(
     user: &User,
     req: &DecisionRequest<'_>,
 ) -> Result<(Withdrawal, Outcome), DecideError> {
+    decide_using(state, user, req, None).await
+}
+
+/// [`decide`] through an email link (by its token hash): the link is used in the same
+/// transaction as the vote, so it counts as used exactly when the decision was recorded; any
+/// refusal leaves it as it was. A link that cannot be used (used meanwhile, expired) answers
+/// `NotFound`. The caller has checked that the link is `user`'s and names this withdrawal.
+pub async fn decide_with_link(
+    state: &AppState,
+    user: &User,
+    req: &DecisionRequest<'_>,
+    link_hash: &str,
+) -> Result<(Withdrawal, Outcome), DecideError> {
+    decide_using(state, user, req, Some(link_hash)).await
+}
+
+async fn decide_using(
+    state: &AppState,
+    user: &User,
+    req: &DecisionRequest<'_>,
+    link_hash: Option<&str>,
+) -> Result<(Withdrawal, Outcome), DecideError> {
     let w = match wdb::by_id(&state.db, req.withdrawal_id).await? {
         Some(w) if w.project_id == user.project_id => w,
         _ => return Err(DecideError::NotFound),
@@ -143,6 +165,12 @@ pub async fn decide(
             return Err(already_decided(state, &user.project_id, req.withdrawal_id).await);
         }
     };
+    if let Some(hash) = link_hash {
+        // After the lock: of two submissions of one link, the second finds it used.
+        if !adb::use_link(&mut tx, hash, now).await? {
+            return Err(DecideError::NotFound);
+        }
+    }
     match adb::claim_of(&mut *tx, w.id, now).await? {
         Some(c) if c.user_id != user.id => {
             drop(tx);

@@ -1,6 +1,7 @@
 //! The business operations: thin handlers and workers call these; these call `db`.
 
 pub mod alerts;
+pub mod approval_links;
 pub mod approvals;
 pub mod claims;
 pub mod confirmation;

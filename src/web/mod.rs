@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod approvals;
+pub mod approve;
 pub mod audit;
 pub mod confirmation;
 pub mod dashboard;
@@ -143,6 +144,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     setup::routes(cfg);
     users::routes(cfg);
     invite::routes(cfg);
+    approve::routes(cfg);
     settings::routes(cfg);
     confirmation::routes(cfg);
     audit::routes(cfg);

@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 /// Checks both signatures with this test's own code, from the published schemes.
-fn assert_signed(app: &TestApp, r: &Received) {
+pub(crate) fn assert_signed(app: &TestApp, r: &Received) {
     let sig = r
         .header("X-Processing-Signature")
         .expect("X-Processing-Signature");

@@ -3,6 +3,7 @@
 //! `CS_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
 mod admin_api;
+mod approval_links;
 mod approvals;
 mod approvals_pages;
 mod audit_page;
