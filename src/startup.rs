@@ -240,7 +240,7 @@ async fn healthz() -> HttpResponse {
 /// Invitation, setup and approval links carry their secret token in the path: logged
 /// without it.
 pub fn loggable_path(path: &str) -> String {
-    for prefix in ["/invite/", "/setup/", "/approve/"] {
+    for prefix in ["/invite/", "/setup/", "/approve/", "/confirm/"] {
         if path.starts_with(prefix) {
             return format!("{prefix}{{token}}");
         }
