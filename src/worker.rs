@@ -372,7 +372,13 @@ impl Worker {
         email: &crate::notify::email::Email,
     ) -> Result<Outcome, DbError> {
         let now = self.state.now();
-        match self.state.mailer.send(&self.state.db, email, now).await {
+        let sent = self.state.mailer.send(&self.state.db, email, now).await;
+        if let Some(project_id) = &job.project_id {
+            let error = sent.as_ref().err().map(|e| e.to_string());
+            crate::db::email_status::record(&self.state.db, project_id, error.as_deref(), now)
+                .await?;
+        }
+        match sent {
             Ok(()) => Ok(Outcome::Done),
             Err(e) => {
                 let error = e.to_string();

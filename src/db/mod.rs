@@ -11,6 +11,7 @@ pub mod audit;
 pub mod audit_list;
 pub mod balances;
 pub mod confirmation;
+pub mod email_status;
 pub mod exchanges;
 pub mod invites;
 pub mod jobs;

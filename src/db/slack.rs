@@ -51,14 +51,44 @@ pub async fn get_in(tx: &mut Tx, project_id: &str) -> Result<Option<SlackWebhook
     row.as_ref().map(from_row).transpose()
 }
 
-/// Whether a channel is connected, read in the caller's transaction (so a message is queued
-/// only for a project that has somewhere to send it).
-pub async fn is_connected(tx: &mut Tx, project_id: &str) -> Result<bool, DbError> {
-    let row = sqlx::query("SELECT 1 AS one FROM slack_webhooks WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+/// Whether a channel is connected and the project sends `event` to it, read in the caller's
+/// transaction (so a message is queued only for a project that has somewhere to send it and
+/// wants it).
+pub async fn wants(tx: &mut Tx, project_id: &str, event: &str) -> Result<bool, DbError> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM slack_webhooks s JOIN projects p ON p.id = s.project_id
+         WHERE s.project_id = $1 AND (',' || p.slack_events || ',') LIKE $2",
+    )
+    .bind(project_id)
+    .bind(format!("%,{event},%"))
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(row.is_some())
+}
+
+/// The events the project sends to Slack.
+pub async fn events(db: &Db, project_id: &str) -> Result<Vec<String>, DbError> {
+    let row = sqlx::query("SELECT slack_events FROM projects WHERE id = $1")
+        .bind(project_id)
+        .fetch_optional(db.reader())
+        .await?;
+    let s: String = match row {
+        Some(r) => r.try_get("slack_events")?,
+        None => String::new(),
+    };
+    Ok(s.split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+pub async fn set_events(tx: &mut Tx, project_id: &str, events: &[&str]) -> Result<(), DbError> {
+    sqlx::query("UPDATE projects SET slack_events = $1 WHERE id = $2")
+        .bind(events.join(","))
+        .bind(project_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Connects or replaces the webhook. A replacement starts with no send history.

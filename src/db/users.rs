@@ -191,6 +191,27 @@ where
     rows.iter().map(from_row).collect()
 }
 
+/// The user's own alert choices: approval requests (`email_alerts`) and outcomes of the
+/// withdrawals they initiated (`outcome_alerts`).
+pub async fn set_alerts(
+    tx: &mut Tx,
+    user_id: &str,
+    email_alerts: bool,
+    outcome_alerts: bool,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE users SET email_alerts = $1, outcome_alerts = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(i64::from(email_alerts))
+    .bind(i64::from(outcome_alerts))
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Accepts a TOTP step only if it is later than the last accepted one, in one conditional
 /// write: two requests racing with the same code cannot both win.
 pub async fn accept_totp_step(db: &Db, user_id: &str, step: i64) -> Result<bool, DbError> {

@@ -247,6 +247,50 @@ pub fn text_message(text: &str) -> Value {
 
 /// Queues a pending-withdrawal alert (dedupe key `slack:pending:{id}`). Does nothing when
 /// the project has no Slack channel connected.
+/// What a project can choose to send to its channel (Settings → Slack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackEvent {
+    /// A withdrawal waiting for approval.
+    Pending,
+    /// How a pending withdrawal ended.
+    Outcomes,
+    /// Withdrawal Confirmation turned on or off.
+    Feature,
+    /// A user locked out after failed sign-ins.
+    Lockouts,
+}
+
+impl SlackEvent {
+    pub const ALL: [SlackEvent; 4] = [
+        SlackEvent::Pending,
+        SlackEvent::Outcomes,
+        SlackEvent::Feature,
+        SlackEvent::Lockouts,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlackEvent::Pending => "pending",
+            SlackEvent::Outcomes => "outcomes",
+            SlackEvent::Feature => "feature",
+            SlackEvent::Lockouts => "lockouts",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SlackEvent::Pending => "Withdrawals awaiting approval",
+            SlackEvent::Outcomes => "Their outcomes (approved, declined, expired, cancelled)",
+            SlackEvent::Feature => "Withdrawal Confirmation turned on or off",
+            SlackEvent::Lockouts => "Users locked out after failed sign-ins",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SlackEvent> {
+        SlackEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
 pub async fn queue_pending(
     tx: &mut Tx,
     project_id: &str,
@@ -257,6 +301,7 @@ pub async fn queue_pending(
     let message = pending_message(alert);
     queue(
         tx,
+        SlackEvent::Pending,
         project_id,
         Some(alert.withdrawal_id),
         key,
@@ -278,6 +323,7 @@ pub async fn queue_outcome(
     let message = outcome_message(alert);
     queue(
         tx,
+        SlackEvent::Outcomes,
         project_id,
         Some(alert.withdrawal_id),
         key,
@@ -291,23 +337,34 @@ pub async fn queue_outcome(
 /// Slack channel connected.
 pub async fn queue_text(
     tx: &mut Tx,
+    event: SlackEvent,
     project_id: &str,
     dedupe_key: String,
     text: &str,
     now: i64,
 ) -> Result<(), DbError> {
-    queue(tx, project_id, None, dedupe_key, &text_message(text), now).await
+    queue(
+        tx,
+        event,
+        project_id,
+        None,
+        dedupe_key,
+        &text_message(text),
+        now,
+    )
+    .await
 }
 
 async fn queue(
     tx: &mut Tx,
+    event: SlackEvent,
     project_id: &str,
     withdrawal_id: Option<i64>,
     dedupe_key: String,
     message: &Value,
     now: i64,
 ) -> Result<(), DbError> {
-    if !slack_db::is_connected(tx, project_id).await? {
+    if !slack_db::wants(tx, project_id, event.as_str()).await? {
         return Ok(());
     }
     jobs::enqueue(

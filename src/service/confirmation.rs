@@ -506,6 +506,7 @@ async fn tell_owners(
     };
     crate::notify::slack::queue_text(
         tx,
+        crate::notify::slack::SlackEvent::Feature,
         &request.project_id,
         format!("slack:confirmation:{}", request.id),
         &format!(

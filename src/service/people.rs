@@ -262,6 +262,29 @@ async fn lockout(
         now,
     )
     .await?;
+    crate::notify::slack::queue_text(
+        &mut tx,
+        crate::notify::slack::SlackEvent::Lockouts,
+        &user.project_id,
+        format!("slack:lockout:{}:{now}", user.id),
+        &format!(
+            "{} was locked out for {} minutes after too many wrong {}{}.",
+            user.email,
+            LOCK_MS / MINUTE_MS,
+            if what == "code" {
+                "verification codes"
+            } else {
+                "passwords"
+            },
+            origin
+                .ip
+                .as_deref()
+                .map(|ip| format!(" (last attempt from {ip})"))
+                .unwrap_or_default()
+        ),
+        now,
+    )
+    .await?;
     audit::append(
         &mut tx,
         &audit::Entry {

@@ -5,7 +5,7 @@
 use super::settings::{SettingsError, locked, record};
 use crate::db::audit::{Actor, Origin};
 use crate::db::{DbError, projects, slack as slack_db};
-use crate::notify::slack::{SlackWebhookUrl, text_message};
+use crate::notify::slack::{SlackEvent, SlackWebhookUrl, text_message};
 use crate::notify::slack_send::{self, SendResult};
 use crate::state::AppState;
 use serde_json::json;
@@ -35,6 +35,39 @@ pub async fn connect(
         format!("project:{project_id}"),
         // The masked form only: the URL itself lets anyone post to the channel.
         json!({"before": before, "after": hint}),
+        origin,
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
+}
+
+/// Chooses which events go to the channel (see [`SlackEvent`]); an empty choice sends
+/// nothing but the test message.
+pub async fn set_events(
+    state: &AppState,
+    project_id: &str,
+    events: &[SlackEvent],
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<(), SettingsError> {
+    let now = state.now();
+    let before = slack_db::events(&state.db, project_id).await?;
+    let after: Vec<&str> = SlackEvent::ALL
+        .into_iter()
+        .filter(|e| events.contains(e))
+        .map(SlackEvent::as_str)
+        .collect();
+    let mut tx = locked(state, project_id).await?;
+    slack_db::set_events(&mut tx, project_id, &after).await?;
+    record(
+        &mut tx,
+        project_id,
+        actor,
+        "project.slack_events_changed",
+        format!("project:{project_id}"),
+        json!({"before": before, "after": after}),
         origin,
         now,
     )

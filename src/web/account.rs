@@ -18,7 +18,64 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account/password", web::get().to(password_page))
         .route("/account/password", web::post().to(password_submit))
         .route("/account/sessions", web::get().to(sessions_page))
-        .route("/account/sessions/end", web::post().to(end_session));
+        .route("/account/sessions/end", web::post().to(end_session))
+        .route("/account/notifications", web::get().to(notifications_page))
+        .route(
+            "/account/notifications",
+            web::post().to(notifications_submit),
+        );
+}
+
+async fn notifications_page(
+    s: SignedIn,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, PageError> {
+    let mut ctx = page_context(&s, "account");
+    ctx.insert("email_alerts", &s.user.email_alerts);
+    ctx.insert("outcome_alerts", &s.user.outcome_alerts);
+    ctx.insert("can_approve", &s.user.can_use_withdrawal_rights());
+    ctx.insert("done", &q.done.is_some());
+    render("account/notifications.html", &ctx)
+}
+
+/// Checkboxes: a ticked box is sent, an unticked one is absent.
+#[derive(Deserialize)]
+pub struct NotificationsForm {
+    csrf: String,
+    email_alerts: Option<String>,
+    outcome_alerts: Option<String>,
+}
+
+async fn notifications_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    s: SignedIn,
+    form: web::Form<NotificationsForm>,
+) -> Result<HttpResponse, PageError> {
+    csrf::check(&state, &req, &s.session, &form.csrf)?;
+    let (email_alerts, outcome_alerts) =
+        (form.email_alerts.is_some(), form.outcome_alerts.is_some());
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    users::set_alerts(&mut tx, &s.user.id, email_alerts, outcome_alerts, now).await?;
+    audit::append(
+        &mut tx,
+        &audit::Entry {
+            project_id: &s.project.id,
+            actor: &Actor::User(s.user.id.clone()),
+            action: "user.notifications_changed",
+            subject: format!("user:{}", s.user.id),
+            details: serde_json::json!({
+                "before": {"email_alerts": s.user.email_alerts, "outcome_alerts": s.user.outcome_alerts},
+                "after": {"email_alerts": email_alerts, "outcome_alerts": outcome_alerts},
+            }),
+            origin: &origin(&req),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(redirect("/account/notifications?done=1"))
 }
 
 fn password_form(s: &SignedIn, error: Option<&str>, done: bool) -> Result<HttpResponse, PageError> {

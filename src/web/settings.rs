@@ -59,6 +59,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "slack_connected" => "Slack channel connected. Use \"Send test message\" to check it.",
         "slack_disconnected" => "Slack channel disconnected. Messages not yet sent are dropped.",
         "slack_test" => "Test message delivered to the Slack channel.",
+        "slack_events" => "Saved which events go to the Slack channel.",
         "base_currency" => {
             "Base currency changed. The default limits are now read in the new currency: check them."
         }
@@ -127,6 +128,15 @@ pub async fn page(
     ctx.insert(
         "slack",
         &super::settings_slack::view(state, &s.project.id).await?,
+    );
+    let email = crate::db::email_status::get(&state.db, &s.project.id).await?;
+    ctx.insert(
+        "email",
+        &json!({
+            "last_ok_at": email.last_ok_at.map(rfc3339),
+            "last_error_at": email.last_error_at.map(rfc3339),
+            "last_error": email.last_error,
+        }),
     );
     ctx.insert("error", &error);
     ctx.insert("notice", &notice(done));

@@ -12,7 +12,7 @@ use crate::auth::session::SignedIn;
 use crate::clock::rfc3339;
 use crate::db::audit::Actor;
 use crate::db::slack as slack_db;
-use crate::notify::slack::SlackWebhookUrl;
+use crate::notify::slack::{SlackEvent, SlackWebhookUrl};
 use crate::service::slack as svc;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -23,16 +23,23 @@ use serde_json::{Value, json};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/settings/slack", web::post().to(connect))
         .route("/settings/slack/disconnect", web::post().to(disconnect))
-        .route("/settings/slack/test", web::post().to(test_message));
+        .route("/settings/slack/test", web::post().to(test_message))
+        .route("/settings/slack/events", web::post().to(set_events));
 }
 
 /// What the section shows: connected or not, the masked URL, the latest delivery and failure.
 pub async fn view(state: &AppState, project_id: &str) -> Result<Value, PageError> {
     let hook = slack_db::get(&state.db, project_id).await?;
+    let chosen = slack_db::events(&state.db, project_id).await?;
+    let events: Vec<Value> = SlackEvent::ALL
+        .into_iter()
+        .map(|e| json!({"name": e.as_str(), "label": e.label(), "on": chosen.iter().any(|c| c == e.as_str())}))
+        .collect();
     Ok(match hook {
-        None => json!({"connected": false}),
+        None => json!({"connected": false, "events": events}),
         Some(h) => json!({
             "connected": true,
+            "events": events,
             "hint": h.url_hint,
             "connected_at": rfc3339(h.connected_at),
             "last_ok_at": h.last_ok_at.map(rfc3339),
@@ -111,6 +118,41 @@ async fn disconnect(
         Ok(()) => {
             step_up::redirect_renewed(&state, &req, &s, "/settings?done=slack_disconnected#slack")
                 .await
+        }
+        Err(e) => refused(&state, &s, e).await,
+    }
+}
+
+/// The event checkboxes: repeated `event` fields (an HTML form sends one per ticked box).
+async fn set_events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    s: SignedIn,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let mut csrf_token = String::new();
+    let mut code = String::new();
+    let mut events = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf_token = v.into_owned(),
+            "code" => code = v.into_owned(),
+            "event" => match SlackEvent::parse(&v) {
+                Some(e) => events.push(e),
+                None => {
+                    let err = form_error("Slack events", &format!("unknown event {v:?}"));
+                    return page(&state, &s, Some(err), None).await.map(unprocessable);
+                }
+            },
+            _ => {}
+        }
+    }
+    if let Err(resp) = authorize(&state, &req, &s, &csrf_token, &code).await? {
+        return Ok(resp);
+    }
+    match svc::set_events(&state, &s.project.id, &events, &actor(&s), &origin(&req)).await {
+        Ok(()) => {
+            step_up::redirect_renewed(&state, &req, &s, "/settings?done=slack_events#slack").await
         }
         Err(e) => refused(&state, &s, e).await,
     }

@@ -20,6 +20,7 @@ mod gate;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod invites;
+mod notifications;
 mod openapi;
 mod pages_browser;
 mod pages_withdrawals;

@@ -206,6 +206,7 @@ async fn nothing_is_queued_without_a_channel_and_text_notices_are_escaped() {
     let mut tx = app.state.db.begin().await.unwrap();
     slack::queue_text(
         &mut tx,
+        slack::SlackEvent::Feature,
         app.project_id(),
         "slack:notice:test-1".into(),
         "Withdrawal Confirmation was turned off by <alice>",
