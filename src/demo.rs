@@ -8,13 +8,14 @@ use crate::config::Settings;
 use crate::crypto::hmac_sha512_hex;
 use crate::db::audit::{Actor, Origin};
 use crate::db::users::Role;
-use crate::db::withdrawals as wdb;
+use crate::domain::approval::Decision;
 use crate::domain::money::Currency;
 use crate::domain::policy::Scope;
-use crate::domain::withdrawal::{Event, NewWithdrawal};
+use crate::domain::withdrawal::NewWithdrawal;
+use crate::service::approvals;
 use crate::service::people::{self, CreatedUser};
 use crate::service::projects::{self as psvc, NewProjectInput, ProjectCredentials};
-use crate::service::withdrawals::{self as wsvc, Change};
+use crate::service::withdrawals as wsvc;
 use crate::startup::Application;
 use crate::state::AppState;
 use anyhow::Context;
@@ -162,42 +163,52 @@ async fn seed(state: &AppState) -> anyhow::Result<(ProjectCredentials, Vec<Perso
         (create("BTC", "0.4", "user_1004")?, None),
         (create("ETH", "2.5", "user_1005")?, None),
         (create("USDTT", "4800", "user_1006")?, None),
-        (create("SBX", "2500", "user_1007")?, Some(Event::Decline)),
-        (create("BTC", "0.05", "user_1008")?, Some(Event::Cancel)),
+        (create("SBX", "2500", "user_1007")?, Some(Then::Decline)),
+        (create("BTC", "0.05", "user_1008")?, Some(Then::Cancel)),
+        (create("ETH", "1.5", "user_1009")?, Some(Then::Approve)),
     ];
+    // The decisions go through the same code as the pages: votes, audit, alerts.
+    let owner = crate::db::users::by_id(&state.db, &people_out[1].2.user_id)
+        .await?
+        .context("demo owner")?;
     for (req, then) in plan {
         let w = wsvc::create(state, &project, &api_actor, Scope::Api, req, &o)
             .await
             .map_err(|e| anyhow::anyhow!("demo withdrawal: {e}"))?;
-        let Some(event) = then else { continue };
-        let decliner = &people_out[1].2.user_id;
-        let error = match event {
-            Event::Decline => format!("Declined by user ID:{decliner}"),
-            _ => "Cancelled by merchant".to_string(),
+        let decision = match then {
+            None => continue,
+            Some(Then::Cancel) => {
+                wsvc::cancel_by_merchant(state, &w, &api_actor, &o)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("demo cancel: {e}"))?;
+                continue;
+            }
+            Some(Then::Decline) => Decision::Decline,
+            Some(Then::Approve) => Decision::Approve,
         };
-        let actor = if event == Event::Decline {
-            Actor::User(decliner.clone())
-        } else {
-            api_actor.clone()
-        };
-        let w = wdb::by_id(&state.db, w.id).await?.context("withdrawal")?;
-        wsvc::change(
+        approvals::decide(
             state,
-            &w,
-            Change {
-                event,
-                actor: &actor,
+            &owner,
+            &approvals::DecisionRequest {
+                withdrawal_id: w.id,
+                decision,
                 note: "demo",
-                error: Some(&error),
-                txid: None,
-                check_at: None,
+                channel: approvals::Channel::Web,
                 origin: &o,
+                require_claim: false,
             },
         )
         .await
-        .map_err(|e| anyhow::anyhow!("demo change: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("demo decision: {e}"))?;
     }
     Ok((creds, people_out))
+}
+
+/// What the demo does with a seeded withdrawal after creating it.
+enum Then {
+    Decline,
+    Approve,
+    Cancel,
 }
 
 fn print_banner(state: &AppState, creds: &ProjectCredentials, people: &[Person]) {

@@ -505,4 +505,14 @@ async fn demo_serves_a_seeded_project_that_the_printed_credentials_open() {
             .unwrap(),
         3
     );
+    // The demo's decisions were made by a person through the approval rules: one approval,
+    // one decline, each a recorded vote.
+    let votes: Vec<String> = sqlx::query("SELECT decision FROM withdrawal_votes ORDER BY decision")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("decision").unwrap())
+        .collect();
+    assert_eq!(votes, ["approve", "decline"]);
 }
