@@ -175,6 +175,13 @@ async fn create(
             Some(format!("{message} ({code})")),
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        PayoutError::Refused(ApiError::DeniedByOperator(r)) => form(
+            &s,
+            &f,
+            &FieldErrors::new(),
+            Some(format!("{} (withdrawal_denied)", r.message())),
+            refused,
+        ),
         PayoutError::Refused(ApiError::Unavailable(d)) => Err(PageError::Unavailable(d)),
         PayoutError::Refused(other) => Err(PageError::internal(other)),
     };

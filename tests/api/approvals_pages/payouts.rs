@@ -173,3 +173,51 @@ async fn a_payout_nobody_else_could_approve_is_refused_and_creates_nothing() {
     assert_eq!(s, 303);
     assert_eq!(app.count("withdrawals").await, 1);
 }
+
+#[tokio::test]
+async fn an_operator_gate_refusal_is_shown_on_the_payout_form_and_creates_nothing() {
+    use countersign::db::audit::{Actor, Origin};
+    let gate = crate::helpers::Receiver::start().await;
+    gate.answer_with_body(
+        200,
+        &[("Content-Type", "application/json")],
+        r#"{"error": 4, "description": "desk payouts are paused"}"#,
+    );
+    let app = spawn_app().await;
+    countersign::service::settings::set_validation_url(
+        &app.state,
+        app.project_id(),
+        &gate.url,
+        &Actor::Cli,
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    app.credit("BTC", "1").await;
+    let owner = app.create_user("owner", true).await;
+    let b = app.signed_in(&owner).await;
+    b.get("/payouts/new").await;
+    let code = fresh_code(&app, &owner);
+    let (s, page, _) = b
+        .post_form(
+            "/payouts",
+            &[
+                ("currency", "BTC"),
+                ("address", BTC_ADDR),
+                ("amount", "0.01"),
+                ("foreign_id", "desk-1"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_ne!(s, 303, "{page}");
+    let t = text(&page);
+    assert!(
+        t.contains("user not eligible") && t.contains("desk payouts are paused"),
+        "{t}"
+    );
+    assert_eq!(gate.all().len(), 1, "the operator was asked once");
+    assert_eq!(gate.all()[0].json()["scope"], "dashboard");
+    assert_eq!(app.count("withdrawals").await, 0);
+    assert_eq!(app.balance("BTC").await.1, "0.00000000", "nothing held");
+}
