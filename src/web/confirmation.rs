@@ -299,6 +299,9 @@ fn fill_link_context(ctx: &mut Context, v: &LinkView, signed_in_id: Option<&str>
         &(v.open && !v.confirmed && (!needs_user || is_addressee)),
     );
     ctx.insert("may_cancel", &(v.open && is_addressee));
+    // A disable link's page names the people involved only to its addressee; the enable link
+    // is the primary account email's, and whoever holds it may confirm it.
+    ctx.insert("show_details", &(!needs_user || is_addressee));
     ctx.insert("request", &request_json(&v.request));
 }
 
@@ -387,6 +390,10 @@ async fn link_cancel(
         Err(ConfirmationError::NotFound) => return not_found(),
         Err(e) => return Err(page_error(e)),
     };
+    if view.user_id.as_deref() != Some(user.id.as_str()) {
+        let m = "This link was sent to someone else: only its addressee can cancel the request with it.";
+        return link_view_page(&state, &req, &path, Some(m), None).await;
+    }
     match csvc::cancel(&state, view.request.id, &user, &origin(&req)).await {
         Ok(()) => {
             link_view_page(

@@ -316,6 +316,62 @@ async fn a_link_from_another_project_or_made_up_names_nothing() {
     b.get("/login").await;
     let (status, _, _) = b.post_form("/confirm/not-a-real-token", &[]).await;
     assert_eq!(status, 404);
+
+    // Another project's disable request: its approver's link, used by someone of ours.
+    let other = countersign::service::projects::create(
+        &app.state.db,
+        &app.state.master_key,
+        &countersign::service::projects::NewProjectInput {
+            name: "Other",
+            primary_email: "ops@other.test",
+            base_currency: "EUR",
+            callback_url: None,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let their_owner = app.create_user_in(&other.project_id, "owner", true).await;
+    let their_approver = app.create_user_in(&other.project_id, "member", true).await;
+    projects::set_withdrawal_confirmation(&app.state.db, &other.project_id, true)
+        .await
+        .unwrap();
+    let owner_row = countersign::db::users::by_id(&app.state.db, &their_owner.id)
+        .await
+        .unwrap()
+        .unwrap();
+    countersign::service::confirmation::request_disable(
+        &app.state,
+        &owner_row,
+        &their_approver.id,
+        &countersign::db::audit::Origin::default(),
+    )
+    .await
+    .unwrap();
+    let foreign = link_to(&app, &their_approver.email).await;
+    let ours = app.create_user("owner", true).await;
+    let b = app.signed_in(&ours).await;
+    b.get("/").await; // this session's form token
+    let (_, page) = b.get(&foreign).await;
+    assert!(page.contains("This link was sent to"), "{page}");
+    let (status, _, _) = b.post_form(&foreign, &[]).await;
+    assert_eq!(status, 422);
+    let (status, _, _) = b.post_form(&format!("{foreign}/cancel"), &[]).await;
+    assert_eq!(status, 422, "nor can they cancel it");
+    assert!(
+        projects::get(&app.state.db, &other.project_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .withdrawal_confirmation
+    );
+    let confirmed: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM confirmation_links WHERE confirmed_at IS NOT NULL")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap()
+            .get("n");
+    assert_eq!(confirmed, 0);
 }
 
 #[tokio::test]
@@ -352,25 +408,70 @@ async fn enable_and_disable_in_chromium_with_mail_over_smtp() {
 
     // A second person with withdrawal rights joins; enabling is offered.
     let member = app.create_user("member", true).await;
-    chrome.goto(&format!("{}{PAGE}", app.base)).await;
-    app.clock.advance_secs(30);
-    chrome.fill("input[name=code]", &app.code(&owner)).await;
-    chrome.click("form[action$='/enable'] button").await;
+    let page = format!("{}{PAGE}", app.base);
+    let request_enable = || async {
+        chrome.goto(&page).await;
+        app.clock.advance_secs(30);
+        chrome.fill("input[name=code]", &app.code(&owner)).await;
+        chrome.click("form[action$='/enable'] button").await;
+        assert!(
+            chrome
+                .text(".notice")
+                .await
+                .contains("primary account email")
+        );
+    };
+    let sink_ref = &sink;
+    let nth_enable_link = |n: usize| async move {
+        let sink = sink_ref;
+        let mail = eventually("enable mail", || async {
+            sink.to("finance@acme.test").into_iter().nth(n)
+        })
+        .await;
+        link_in_mail(&mail.data, "/confirm/").expect("link")
+    };
+
+    // Asked, then cancelled: its link no longer confirms anything.
+    request_enable().await;
+    chrome.click("form[action$='/cancel'] button").await;
+    assert_eq!(chrome.text("#wc-status").await, "Disabled");
+    chrome.goto(&nth_enable_link(0).await).await;
+    assert!(chrome.source().await.contains("<strong>cancelled</strong>"));
     assert!(
         chrome
-            .text(".notice")
+            .client
+            .find(fantoccini::Locator::Id("confirm"))
             .await
-            .contains("primary account email")
+            .is_err()
     );
-    let mail = eventually("enable mail", || async {
-        sink.to("finance@acme.test").pop()
-    })
-    .await;
-    let link = link_in_mail(&mail.data, "/confirm/").expect("link");
+
+    // Asked, then left for more than 30 minutes: expired.
+    request_enable().await;
+    app.clock.advance_secs(20 * 60);
+    chrome.goto(&page).await; // (the session stays alive)
+    assert_eq!(chrome.text("#wc-status").await, "Enable requested");
+    app.clock.advance_secs(11 * 60);
+    chrome.goto(&page).await;
+    assert_eq!(chrome.text("#wc-status").await, "Disabled");
+    chrome.goto(&nth_enable_link(1).await).await;
+    assert!(chrome.source().await.contains("<strong>expired</strong>"));
+
+    // Asked and confirmed by the primary account email; the link then works no more.
+    request_enable().await;
+    let link = nth_enable_link(2).await;
     chrome.goto(&link).await;
     chrome.click("#confirm").await;
     assert!(chrome.text(".notice").await.contains("now enabled"));
-    chrome.goto(&format!("{}{PAGE}", app.base)).await;
+    chrome.goto(&link).await;
+    assert!(chrome.source().await.contains("<strong>completed</strong>"));
+    assert!(
+        chrome
+            .client
+            .find(fantoccini::Locator::Id("confirm"))
+            .await
+            .is_err()
+    );
+    chrome.goto(&page).await;
     assert_eq!(chrome.text("#wc-status").await, "Enabled");
 
     // Disable: choose the approver, both confirm on their own links.
@@ -394,10 +495,25 @@ async fn enable_and_disable_in_chromium_with_mail_over_smtp() {
         .await;
     chrome.click("#confirm").await;
     assert!(chrome.text(".notice").await.contains("still awaited"));
+    // The approver's link, opened by the requester: refused, nothing to click.
+    let theirs = link_in_mail(&theirs.data, "/confirm/").unwrap();
+    chrome.goto(&theirs).await;
+    assert!(
+        chrome
+            .text(".error")
+            .await
+            .contains("This link was sent to")
+    );
+    assert!(
+        chrome
+            .client
+            .find(fantoccini::Locator::Id("confirm"))
+            .await
+            .is_err()
+    );
     chrome.goto(&format!("{}{PAGE}", app.base)).await;
     chrome.click("header form button").await;
     chrome.wait_for_path("/login").await;
-    let theirs = link_in_mail(&theirs.data, "/confirm/").unwrap();
     chrome.goto(&theirs).await;
     chrome.click("a.button").await;
     sign_in(member.clone()).await;

@@ -146,10 +146,9 @@ pub async fn confirm(
         .ok_or(ConfirmationError::NotFound)?;
     if let Some(uid) = &link.user_id {
         if signed_in.map(|u| &u.id) != Some(uid) {
-            return Err(refused(format!(
-                "This link was sent to {}: sign in as {} to confirm it.",
-                link.email, link.email
-            )));
+            return Err(refused(
+                "This link was sent to someone else: sign in as its addressee to confirm it.",
+            ));
         }
     }
     let now = state.now();
