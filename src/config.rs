@@ -413,3 +413,122 @@ impl Settings {
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `deploy/countersign.toml` documents every key: it must load, hold the defaults, and
+    //! with its commented-out keys switched on still load and name every key there is.
+
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/countersign.toml");
+
+    /// Keys whose value is a map of the operator's own names: their entries are not keys.
+    const MAPS: [&str; 3] = ["rates.table", "fees.exchange", "fees.withdrawal"];
+
+    fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match v.as_object() {
+            Some(obj) if !MAPS.contains(&prefix) => {
+                for (k, v) in obj {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    key_paths(v, &path, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+
+    /// `# key = value` and `# [table]` lines lose their `# `; prose comments stay.
+    fn switch_on_commented_keys(text: &str) -> String {
+        let is_key_line = |rest: &str| {
+            if let Some(table) = rest.strip_prefix('[') {
+                return table.starts_with(|c: char| c.is_ascii_alphabetic() || c == '"');
+            }
+            let key_len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            key_len > 0 && rest[key_len..].starts_with(" = ")
+        };
+        text.lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if is_key_line(rest) => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_example_config_loads_and_holds_the_defaults() {
+        let loaded = Settings::load(Some(Path::new(EXAMPLE))).expect("deploy/countersign.toml");
+        assert_eq!(
+            serde_json::to_value(&loaded).unwrap(),
+            serde_json::to_value(Settings::default()).unwrap(),
+            "deploy/countersign.toml sets a value other than the default"
+        );
+    }
+
+    /// Every other `.toml` under `deploy/` (the Kubernetes ConfigMap's, ...) loads too.
+    #[test]
+    fn every_config_under_deploy_loads() {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|e| e == "toml") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")),
+            &mut files,
+        );
+        assert!(files.len() > 1, "found only {files:?}");
+        for f in files {
+            if let Err(e) = Settings::load(Some(f.as_path())) {
+                panic!("{}: {e}", f.display());
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_config_names_every_key() {
+        let text = switch_on_commented_keys(&std::fs::read_to_string(EXAMPLE).unwrap());
+        let path = std::env::temp_dir().join(format!(
+            "countersign-example-{}-{}.toml",
+            std::process::id(),
+            getrandom::u32().unwrap()
+        ));
+        std::fs::write(&path, &text).unwrap();
+        let loaded = Settings::load(Some(path.as_path()));
+        std::fs::remove_file(&path).unwrap();
+        loaded.expect("deploy/countersign.toml with every commented-out key switched on");
+
+        let mut every_key = BTreeSet::new();
+        key_paths(
+            &serde_json::to_value(Settings::default()).unwrap(),
+            "",
+            &mut every_key,
+        );
+        // Secrets are never serialized.
+        every_key.extend(["secret_key".to_string(), "smtp.password".to_string()]);
+        let mut in_example = BTreeSet::new();
+        let example: serde_json::Value = Figment::from(Toml::string(&text)).extract().unwrap();
+        key_paths(&example, "", &mut in_example);
+        let missing: Vec<_> = every_key.difference(&in_example).collect();
+        assert!(
+            missing.is_empty(),
+            "deploy/countersign.toml does not mention {missing:?}"
+        );
+    }
+}
