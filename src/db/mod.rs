@@ -58,9 +58,20 @@ impl From<sqlx::Error> for DbError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => DbError::Unavailable(e),
+            sqlx::Error::Database(ref d) if d.code().is_some_and(|c| went_away(&c)) => {
+                DbError::Unavailable(e)
+            }
             other => DbError::Query(other),
         }
     }
+}
+
+/// SQLSTATEs that say the server went away rather than that the statement was wrong:
+/// connection exceptions (class 08) and the server shutting down or starting up (57P01
+/// admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now). A restart of PostgreSQL
+/// ends every session with 57P01.
+fn went_away(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 impl DbError {
