@@ -21,6 +21,7 @@ mod gate;
 mod helpers;
 mod invites;
 mod openapi;
+mod ops;
 mod pages_browser;
 mod pages_withdrawals;
 mod quotes;
