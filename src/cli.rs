@@ -347,8 +347,8 @@ async fn user_command(settings: Settings, cmd: UserCmd) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let base_url = app.state().settings.base_url.clone();
-    let handle = app.handle();
-    tracing::info!(port = app.port(), %base_url, "Countersign is serving");
+    let shutdown = app.shutdown();
+    tracing::info!(port = app.port(), metrics_port = app.metrics_port(), %base_url, "Countersign is serving");
     let now = app.state().now();
     if let Some(token) = crate::web::setup::token_if_first_run(&app.state().db, now).await? {
         println!(
@@ -357,8 +357,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        handle.stop(true).await;
+        tracing::info!("shutting down: finishing in-flight requests and running jobs");
+        shutdown.stop().await;
     });
     app.run_until_stopped().await?;
     Ok(())

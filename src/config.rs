@@ -40,6 +40,29 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub fees: FeeSettings,
     pub exchange: ExchangeSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// The Prometheus endpoint. It is never served on the main port: only on its own listener,
+/// which is off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address the metrics listener binds (e.g. `127.0.0.1:9464`); empty = no metrics.
+    pub listen: String,
+    /// When set, scrapes must send `Authorization: Bearer <token>`.
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
+}
+
+impl MetricsSettings {
+    /// A token is configured (an empty one counts as none).
+    pub fn token_set(&self) -> bool {
+        use secrecy::ExposeSecret;
+        self.token
+            .as_ref()
+            .is_some_and(|t| !t.expose_secret().is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -129,6 +152,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// A claimed job not finished within this time is claimed again by any instance.
     pub lease_secs: u64,
+    /// On shutdown, how long jobs already running may take to finish; claimed jobs not yet
+    /// started are handed back at once.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -203,6 +229,7 @@ impl Default for Settings {
             smtp: SmtpSettings::default(),
             fees: FeeSettings::default(),
             exchange: ExchangeSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -261,6 +288,7 @@ impl Default for WorkerSettings {
             batch_size: 64,
             concurrency: 16,
             lease_secs: 60,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -347,6 +375,11 @@ impl Settings {
                     "smtp.security must be starttls, tls or none".into(),
                 ));
             }
+        }
+        if self.metrics.token_set() && self.metrics.listen.is_empty() {
+            return Err(ConfigError(
+                "metrics.token is set but metrics.listen is empty: metrics are served only on their own listener".into(),
+            ));
         }
         self.check_rates()?;
         crate::domain::exchange::Pricing::from_settings(&self.fees, &self.exchange)

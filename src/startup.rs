@@ -4,7 +4,7 @@
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::MasterKey;
-use crate::db::Db;
+use crate::db::{Db, SchemaStatus};
 use crate::domain::exchange::Pricing;
 use crate::payout::sandbox::SandboxProvider;
 use crate::rates::Rates;
@@ -108,6 +108,7 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         payout,
         http,
         wake: Arc::new(Notify::new()),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     })
 }
 
@@ -115,6 +116,26 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    /// The metrics listener and its port, when `metrics.listen` is set.
+    metrics: Option<(Server, u16)>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+/// Stops a running [`Application`] gracefully (see [`Application::run_until_stopped`]).
+#[derive(Clone)]
+pub struct Shutdown {
+    server: ServerHandle,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl Shutdown {
+    /// Stops accepting connections; in-flight requests finish (up to 30 s) while the worker
+    /// finishes the jobs it is running (up to `worker.shutdown_grace_secs`) and hands back
+    /// the ones it claimed but did not start. Returns once the HTTP server has stopped.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        self.server.stop(true).await;
+    }
 }
 
 impl Application {
@@ -145,11 +166,23 @@ impl Application {
                  Configure smtp.host."
             );
         }
+        let metrics = match state.settings.metrics.listen.as_str() {
+            "" => None,
+            addr => {
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("binding metrics.listen {addr}"))?;
+                let port = listener.local_addr()?.port();
+                let server = crate::metrics::endpoint::server(state.clone(), listener)?;
+                Some((server, port))
+            }
+        };
         let server = http_server(state.clone(), listener)?;
         Ok(Application {
             port,
             server,
             state,
+            metrics,
+            stop: Arc::new(watch::channel(false).0),
         })
     }
 
@@ -161,14 +194,29 @@ impl Application {
         &self.state
     }
 
+    /// The metrics listener's port, when it is on.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM in `serve`, or `handle().stop()`),
-    /// then stops the worker after its current round.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown {
+            server: self.server.handle(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Serves until stopped: by [`Shutdown::stop`] (SIGTERM/SIGINT in `serve`), which drains
+    /// requests and the worker side by side, or by `handle().stop()`, after which the worker
+    /// is told to stop. The worker finishes its running jobs within
+    /// `worker.shutdown_grace_secs` and releases the leases of the rest; the metrics listener
+    /// answers until then.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (tx, rx) = watch::channel(false);
+        let rx = self.stop.subscribe();
         let worker: Option<JoinHandle<()>> = self
             .state
             .settings
@@ -176,12 +224,22 @@ impl Application {
             .enabled
             .then(|| tokio::spawn(Worker::new(self.state.clone()).run(rx.clone())));
         let rates = tokio::spawn(self.state.rates.clone().poll(rx));
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let result = self.server.await;
-        let _ = tx.send(true);
+        let _ = self.stop.send(true);
         if let Some(w) = worker {
-            let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+            // The worker enforces its own grace; this only bounds a stuck database.
+            let grace = self.state.settings.worker.shutdown_grace_secs;
+            let _ = tokio::time::timeout(Duration::from_secs(grace + 15), w).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), rates).await;
+        if let Some(m) = metrics {
+            m.stop(true).await;
+        }
         self.state.db.close().await;
         result
     }
@@ -190,6 +248,7 @@ impl Application {
 fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let metrics = data.metrics.clone();
         App::new()
             .app_data(data.clone())
             .wrap(
@@ -200,18 +259,29 @@ fn http_server(state: AppState, listener: TcpListener) -> anyhow::Result<Server>
                     .add(("Referrer-Policy", "no-referrer"))
                     .add(("X-Frame-Options", "DENY")),
             )
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let method = req.method().clone();
                 let path = loggable_path(req.path());
+                // The pattern, never the path: ids and tokens must not become label values.
+                let route = req.match_pattern();
+                let metrics = metrics.clone();
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await;
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    match &res {
-                        Ok(r) => tracing::info!(%method, %path, status = r.status().as_u16(), ms, "request"),
-                        Err(e) => tracing::warn!(%method, %path, error = %e, ms, "request failed"),
-                    }
+                    let took = started.elapsed();
+                    let ms = took.as_secs_f64() * 1000.0;
+                    let status = match &res {
+                        Ok(r) => {
+                            tracing::info!(%method, %path, status = r.status().as_u16(), ms, "request");
+                            r.status().as_u16()
+                        }
+                        Err(e) => {
+                            tracing::warn!(%method, %path, error = %e, ms, "request failed");
+                            e.as_response_error().status_code().as_u16()
+                        }
+                    };
+                    metrics.http_request(method.as_str(), route, status, took);
                     res
                 }
             })
@@ -248,12 +318,35 @@ pub fn loggable_path(path: &str) -> String {
     path.to_string()
 }
 
+/// Ready when the database answers and has exactly the migrations this build expects.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.db.ping().await {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "database unreachable"}))
+    let not_ready = |reason: String, extra: serde_json::Value| {
+        let mut body = serde_json::json!({"status": "not ready", "reason": reason});
+        if let (Some(b), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        HttpResponse::ServiceUnavailable().json(body)
+    };
+    match state.db.schema_status().await {
+        Ok(SchemaStatus::Current) => {
+            HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+        }
+        Ok(SchemaStatus::Pending(versions)) => not_ready(
+            "migrations not applied: run `countersign migrate`".into(),
+            serde_json::json!({"pending_migrations": versions}),
+        ),
+        Ok(SchemaStatus::Dirty(v)) => not_ready(
+            format!("migration {v} failed part-way"),
+            serde_json::Value::Null,
+        ),
+        Ok(SchemaStatus::Modified(v)) => not_ready(
+            format!("applied migration {v} differs from this build's"),
+            serde_json::Value::Null,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database check failed");
+            not_ready("database unreachable".into(), serde_json::Value::Null)
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AppState {
     /// Wakes the worker when a transaction queued work, so delivery does not wait for a poll.
     pub wake: Arc<Notify>,
     pub mailer: Arc<crate::notify::email::Mailer>,
+    /// Prometheus metrics of this instance (served by `metrics::endpoint`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -45,16 +45,35 @@ impl Worker {
         Worker { state, owner }
     }
 
-    /// Runs until `shutdown` turns true; finishes the round in progress first.
+    /// This worker's lease owner id (unique per run).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs until `shutdown` turns true. Jobs already running get `worker.shutdown_grace_secs`
+    /// to finish; claimed jobs not yet started are not started. Whatever this worker still
+    /// holds at the end is released for other instances at once.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.state.settings.worker.poll_interval_ms.max(10));
+        let grace = Duration::from_secs(self.state.settings.worker.shutdown_grace_secs);
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let busy = match self.round().await {
-                Ok(n) => n > 0,
-                Err(e) => {
+            let outcome = tokio::select! {
+                r = self.round(&shutdown) => Some(r),
+                _ = grace_over(shutdown.clone(), grace) => None,
+            };
+            let busy = match outcome {
+                None => {
+                    tracing::warn!(
+                        grace_secs = grace.as_secs(),
+                        "shutdown grace over: abandoning the jobs still running"
+                    );
+                    break;
+                }
+                Some(Ok(n)) => n > 0,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "worker round failed; retrying");
                     false
                 }
@@ -68,11 +87,24 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        match self.release_claims().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "handed back claimed jobs that did not finish"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand back claimed jobs; their leases will run out")
+            }
+        }
         tracing::info!("worker stopped");
     }
 
-    /// One pass: expire, then claim and run a batch. Returns how many items it handled.
-    pub async fn round(&self) -> Result<usize, DbError> {
+    /// Releases the leases of jobs this worker claimed and did not finish.
+    pub async fn release_claims(&self) -> Result<u64, DbError> {
+        jobs::release(&self.state.db, &self.owner, self.state.now()).await
+    }
+
+    /// One pass: expire, then claim and run a batch. Returns how many items it handled. Once
+    /// `stop` turns true no further claimed job is started.
+    pub async fn round(&self, stop: &watch::Receiver<bool>) -> Result<usize, DbError> {
         let expired = svc::expire_due(&self.state).await?
             + crate::service::confirmation::expire_due(&self.state).await?;
         let s = &self.state.settings.worker;
@@ -87,7 +119,9 @@ impl Worker {
         )
         .await?;
         let n = claimed.len();
+        let stop = stop.clone();
         stream::iter(claimed)
+            .take_while(move |_| std::future::ready(!*stop.borrow()))
             .for_each_concurrent(s.concurrency, |job| async move {
                 if let Err(e) = self.finish(&job).await {
                     tracing::warn!(job = job.id, error = %e, "could not record job outcome");
@@ -106,11 +140,13 @@ impl Worker {
             Outcome::Retry { at, error, counts } => {
                 if counts {
                     tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempts, error = error.as_deref().unwrap_or(""), "job failed; will retry");
+                    self.state.metrics.delivery_failed(&job.kind, false);
                 }
                 jobs::reschedule(db, job.id, &self.owner, at, error.as_deref(), counts, now).await
             }
             Outcome::Dead(error) => {
                 tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
+                self.state.metrics.delivery_failed(&job.kind, true);
                 jobs::kill(db, job.id, &self.owner, &error, now).await
             }
         }
@@ -478,6 +514,12 @@ impl Worker {
             counts: true,
         })
     }
+}
+
+/// Resolves `grace` after `shutdown` turns true (or its sender is gone).
+async fn grace_over(mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let _ = shutdown.wait_for(|stopped| *stopped).await;
+    tokio::time::sleep(grace).await;
 }
 
 pub fn payout_key(withdrawal_id: i64) -> String {

@@ -310,3 +310,20 @@ pub async fn requeue(db: &Db, id: i64, now: i64, deadline: Option<i64>) -> Resul
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// Hands back every job `owner` still holds without having finished it (claimed but not
+/// started, or abandoned at shutdown): another instance can claim them at once instead of
+/// after the lease runs out. The attempt taken at claim time is handed back too. Returns how
+/// many were released.
+pub async fn release(db: &Db, owner: &str, now: i64) -> Result<u64, DbError> {
+    let r = sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL,
+            attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $1
+         WHERE lease_owner = $2 AND status = 'queued'",
+    )
+    .bind(now)
+    .bind(owner)
+    .execute(db.writer())
+    .await?;
+    Ok(r.rows_affected())
+}

@@ -16,6 +16,7 @@ pub mod exchanges;
 pub mod invites;
 pub mod jobs;
 pub mod limits;
+pub mod monitoring;
 pub mod pending;
 pub mod prefill;
 pub mod project_settings;
@@ -83,6 +84,25 @@ impl DbError {
             _ => false,
         }
     }
+}
+
+/// Where the database's schema stands against the migrations this build embeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaStatus {
+    Current,
+    /// These versions are not applied yet.
+    Pending(Vec<i64>),
+    /// This version failed part-way.
+    Dirty(i64),
+    /// This applied version differs from the embedded file of the same version.
+    Modified(i64),
+}
+
+/// SQLite's "database is locked" (another connection holds the write lock).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "5" || c == "517")
 }
 
 pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
@@ -178,18 +198,100 @@ impl Db {
         Ok(tx)
     }
 
-    /// Applies pending migrations (safe to run from several instances at once on PostgreSQL:
-    /// sqlx takes an advisory lock).
-    pub async fn migrate(&self) -> Result<(), DbError> {
+    /// The migrations this build embeds for its engine.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
         match self.engine {
-            Engine::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.write).await?,
-            Engine::Postgres => {
-                sqlx::migrate!("migrations/postgres")
-                    .run(&self.write)
-                    .await?
+            Engine::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("migrations/postgres"),
+        }
+    }
+
+    /// Applies pending migrations; safe to run from several instances at once. PostgreSQL:
+    /// sqlx holds an advisory lock for the run. SQLite has no such lock, and two runners would
+    /// both try to apply the same migration, so the whole run happens in one `BEGIN IMMEDIATE`
+    /// transaction (sqlx's per-migration transactions become savepoints): a second runner
+    /// waits for the write lock, then finds everything applied.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = self.migrator();
+        match self.engine {
+            Engine::Postgres => migrator.run(&self.write).await?,
+            Engine::Sqlite => {
+                let mut tx = self.begin_sqlite_exclusive().await?;
+                // `run(&mut *tx)` would make this future not `Send` (sqlx's "Acquire is not
+                // general enough"); `run_direct` is the same run on a connection.
+                migrator.run_direct(None, &mut *tx, false).await?;
+                tx.commit().await?;
             }
         }
         Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE`, retried while another runner holds the write lock for longer than
+    /// the connection's busy timeout (a long migration elsewhere).
+    async fn begin_sqlite_exclusive(&self) -> Result<Tx, DbError> {
+        let mut attempts = 0;
+        loop {
+            match self.write.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => return Ok(tx),
+                Err(e) if attempts < 30 && is_busy(&e) => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Whether the database has exactly the migrations this build expects (for `/readyz`).
+    /// Migrations applied by a newer build that this one does not know are tolerated: during
+    /// a rolling upgrade the old instances keep serving.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, DbError> {
+        use sqlx::migrate::Migrate;
+        let migrator = self.migrator();
+        let mut conn = self.read.acquire().await?;
+        let table = migrator.table_name.as_ref();
+        let exists = match self.engine {
+            Engine::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Engine::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let n: i64 = sqlx::Row::try_get(
+            &sqlx::query(exists)
+                .bind(table)
+                .fetch_one(&mut *conn)
+                .await?,
+            "n",
+        )?;
+        if n == 0 {
+            return Ok(SchemaStatus::Pending(
+                migrator.iter().map(|m| m.version).collect(),
+            ));
+        }
+        if let Some(v) = conn.dirty_version(table).await? {
+            return Ok(SchemaStatus::Dirty(v));
+        }
+        let applied = conn.list_applied_migrations(table).await?;
+        let mut pending = Vec::new();
+        for m in migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+        {
+            match applied.iter().find(|a| a.version == m.version) {
+                None => pending.push(m.version),
+                Some(a) if a.checksum != m.checksum => {
+                    return Ok(SchemaStatus::Modified(m.version));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(if pending.is_empty() {
+            SchemaStatus::Current
+        } else {
+            SchemaStatus::Pending(pending)
+        })
     }
 
     /// Readiness: true when the database answers.

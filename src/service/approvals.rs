@@ -277,6 +277,10 @@ async fn decide_using(
     };
     commit(tx).await?;
     state.wake.notify_one();
+    if after.status != Status::Pending {
+        state.metrics.decided(after.status, w.created_at, now);
+        state.metrics.moved(after.status);
+    }
     Ok((after, outcome))
 }
 

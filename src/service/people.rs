@@ -7,6 +7,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::users::{self, NewUser, Role, User};
 use crate::db::{DbError, projects};
+use crate::metrics::Factor;
 use crate::notify::email;
 use crate::state::AppState;
 use secrecy::SecretString;
@@ -188,9 +189,11 @@ pub async fn check_password(
     .await;
     let now = state.now();
     let Some(user) = user else {
+        state.metrics.sign_in_failed(Factor::Password);
         return Err(refused(SIGN_IN_REFUSED));
     };
     if user.is_locked(now) {
+        state.metrics.sign_in_failed(Factor::Password);
         audit_one(
             state,
             &user.project_id,
@@ -204,6 +207,7 @@ pub async fn check_password(
         return Err(refused(SIGN_IN_REFUSED));
     }
     if !ok {
+        state.metrics.sign_in_failed(Factor::Password);
         let locked = users::record_failure(
             &state.db,
             &user.id,
@@ -239,6 +243,7 @@ async fn lockout(
     what: &str,
     origin: &Origin,
 ) -> Result<(), PeopleError> {
+    state.metrics.lockout();
     let now = state.now();
     let mut ctx = tera::Context::new();
     ctx.insert("email", &user.email);
@@ -318,6 +323,7 @@ pub async fn verify_second_factor(
         .await?
         .ok_or_else(|| refused(SIGN_IN_REFUSED))?;
     if fresh.is_locked(now) {
+        state.metrics.sign_in_failed(Factor::Code);
         return Err(refused(
             "Too many wrong codes: the account is locked for a few minutes. Try again later.",
         ));
@@ -332,6 +338,7 @@ pub async fn verify_second_factor(
         if users::accept_totp_step(&state.db, &user.id, step).await? {
             return Ok(());
         }
+        state.metrics.sign_in_failed(Factor::Code);
         audit_one(
             state,
             &user.project_id,
@@ -368,6 +375,7 @@ pub async fn verify_second_factor(
             return Ok(());
         }
     }
+    state.metrics.sign_in_failed(Factor::Code);
     let locked = users::record_failure(
         &state.db,
         &user.id,

@@ -438,6 +438,7 @@ pub async fn change(
         Some(after) => {
             tx.commit().await.map_err(DbError::from)?;
             state.wake.notify_one();
+            state.metrics.moved(after.status);
             Ok(after)
         }
         None => {

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub creds: ProjectCredentials,
     /// When the test app started, by its clock (seconds).
     pub created_at_secs: i64,
+    /// `http://127.0.0.1:PORT` of the metrics listener, when `metrics.listen` is set.
+    pub metrics_base: Option<String>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -90,6 +92,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let metrics_base = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let state = app.state().clone();
     let handle = app.handle();
     // The server runs on its own thread and runtime so that dropping the TestApp can stop it
@@ -122,6 +125,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         http: reqwest::Client::new(),
         creds,
         created_at_secs,
+        metrics_base,
         handle,
     }
 }

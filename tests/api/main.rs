@@ -23,6 +23,7 @@ mod helpers;
 mod invites;
 mod notifications;
 mod openapi;
+mod ops;
 mod pages_browser;
 mod pages_withdrawals;
 mod quotes;

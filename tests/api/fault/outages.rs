@@ -99,8 +99,9 @@ async fn settled(app: &TestApp, kind: &str, records_tries: bool) -> Vec<JobState
 /// nothing due (no retry comes early), then lets the worker run.
 async fn step_to(app: &TestApp, at: i64) {
     app.clock.set_ms(at - 1000);
+    let (_keep, running) = tokio::sync::watch::channel(false);
     let handled = Worker::new(app.state.clone())
-        .round()
+        .round(&running)
         .await
         .expect("worker round");
     assert_eq!(handled, 0, "something ran before it was due");
@@ -290,8 +291,12 @@ async fn approval_mail_and_slack_alerts_survive_smtp_down_and_slack_429_then_500
     // 50 s on, before any retry is due (mail's first retry is 54 to 66 s out), a worker round
     // has nothing to do.
     app.clock.advance_secs(50);
+    let (_keep, running) = tokio::sync::watch::channel(false);
     assert_eq!(
-        Worker::new(app.state.clone()).round().await.expect("round"),
+        Worker::new(app.state.clone())
+            .round(&running)
+            .await
+            .expect("round"),
         0
     );
 
