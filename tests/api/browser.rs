@@ -118,7 +118,31 @@ impl Chrome {
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
+        // A click may have started a navigation: an element found on the page being left goes
+        // stale, so find it again.
+        let mut last = String::new();
+        for _ in 0..100 {
+            match self.find(css).await.text().await {
+                Ok(t) => return t,
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("text of {css}: {last}");
+    }
+
+    /// Waits (up to 10 s) for the text of `css` to become `expected` (a click's navigation
+    /// may still be on its way); returns the text it ended with, for the caller's assertion.
+    pub async fn wait_for_text(&self, css: &str, expected: &str) -> String {
+        let mut text = self.text(css).await;
+        for _ in 0..100 {
+            if text == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            text = self.text(css).await;
+        }
+        text
     }
 
     pub async fn source(&self) -> String {

@@ -434,7 +434,10 @@ async fn enable_and_disable_in_chromium_with_mail_over_smtp() {
     // Asked, then cancelled: its link no longer confirms anything.
     request_enable().await;
     chrome.click("form[action$='/cancel'] button").await;
-    assert_eq!(chrome.text("#wc-status").await, "Disabled");
+    assert_eq!(
+        chrome.wait_for_text("#wc-status", "Disabled").await,
+        "Disabled"
+    );
     chrome.goto(&nth_enable_link(0).await).await;
     assert!(chrome.source().await.contains("<strong>cancelled</strong>"));
     assert!(
