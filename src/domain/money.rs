@@ -349,7 +349,10 @@ mod tests {
         assert_eq!(Amount::parse(Currency::Eth, "10000000000"), too_large);
         let max = Amount::parse(Currency::Eth, "9999999999.999999999999999999").unwrap();
         assert_eq!(max.to_canonical(), "9999999999.999999999999999999");
-        assert_eq!(Amount::parse(Currency::Ton, "10000000000000000000"), too_large);
+        assert_eq!(
+            Amount::parse(Currency::Ton, "10000000000000000000"),
+            too_large
+        );
         let btc = Amount::parse(Currency::Btc, "99999999999999999999").unwrap();
         assert_eq!(btc.to_canonical(), "99999999999999999999.00000000");
     }
@@ -378,3 +381,5 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod props;

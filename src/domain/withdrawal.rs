@@ -410,7 +410,10 @@ mod tests {
             let Err(RequestError::Fields(e)) = parse(body) else {
                 panic!("expected field errors")
             };
-            assert_eq!(e.get("amount").map(String::as_str), Some("must be a string"));
+            assert_eq!(
+                e.get("amount").map(String::as_str),
+                Some("must be a string")
+            );
         }
     }
 
@@ -496,3 +499,5 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod props;
