@@ -16,6 +16,7 @@ mod concurrency;
 mod confirmation;
 mod email;
 mod exchange_withdrawals;
+mod fuzz;
 mod gate;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
