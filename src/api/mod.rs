@@ -88,8 +88,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(merchant_api());
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("endpoint".into()))
+/// A documented path asked with another method: 405 with the methods it takes; anything
+/// else: 404.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match openapi::methods_of(req.path()) {
+        Some(allowed) => Ok(HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", allowed))
+            .json(ErrorBody::new(
+                format!("{} is not served at {}", req.method(), req.path()),
+                "method_not_allowed",
+            ))),
+        None => Err(ApiError::NotFound("endpoint".into())),
+    }
 }
 
 /// The request body as JSON; an empty body is an empty object.

@@ -119,6 +119,29 @@ fn optional_when_nothing_required(doc: &mut Value) {
     }
 }
 
+/// The methods the document lists for `path` (`"GET"`, `"POST"`), for an `Allow` header;
+/// `None` for a path it does not have.
+pub fn methods_of(path: &str) -> Option<&'static str> {
+    static METHODS: OnceLock<std::collections::HashMap<String, String>> = OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        let doc = build();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(p, item)| {
+                let listed = item.as_object().map(|ops| {
+                    ops.keys()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
+                (p, listed.unwrap_or_default())
+            })
+            .collect()
+    });
+    methods.get(path).map(String::as_str)
+}
+
 fn cached() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| build().to_string())
