@@ -21,5 +21,7 @@ pub mod service;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod web;
 pub mod worker;

@@ -13,8 +13,12 @@ pub mod schema;
 pub mod withdrawals;
 
 use crate::db::audit::Origin;
-use crate::error::ApiError;
-use actix_web::{HttpRequest, web};
+use crate::error::{ApiError, ErrorBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 use utoipa_actix_web::OpenApiFactory;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -52,14 +56,50 @@ pub fn merchant_api() -> impl actix_web::dev::HttpServiceFactory + OpenApiFactor
         .route("/docs", web::get().to(openapi::reference_page))
         .route("/docs/{asset}", web::get().to(openapi::reference_asset))
         .default_service(web::to(not_found))
+        .wrap(ErrorHandlers::new().default_handler(json_errors))
+}
+
+/// Errors raised before a handler runs (a body over the 64 KiB limit, a broken upload, a
+/// method the path does not take) come from actix as plain text or nothing; the merchant API
+/// answers JSON every time.
+fn json_errors<B: 'static>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (message, code) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("Request body over 64 KiB", "payload_too_large"),
+        StatusCode::METHOD_NOT_ALLOWED => ("Method not allowed", "method_not_allowed"),
+        s if s.is_server_error() => ("Internal error", "internal_error"),
+        _ => ("Malformed request", "bad_request"),
+    };
+    let (req, _) = res.into_parts();
+    let answer = HttpResponse::build(status).json(ErrorBody::new(message, code));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, answer).map_into_right_body(),
+    ))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(merchant_api());
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("endpoint".into()))
+/// A documented path asked with another method: 405 with the methods it takes; anything
+/// else: 404.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match openapi::methods_of(req.path()) {
+        Some(allowed) => Ok(HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", allowed))
+            .json(ErrorBody::new(
+                format!("{} is not served at {}", req.method(), req.path()),
+                "method_not_allowed",
+            ))),
+        None => Err(ApiError::NotFound("endpoint".into())),
+    }
 }
 
 /// The request body as JSON; an empty body is an empty object.

@@ -73,6 +73,7 @@ pub fn build() -> Value {
         .schemas
         .extend(schemas);
     let mut v = serde_json::to_value(&doc).unwrap_or_default();
+    optional_when_nothing_required(&mut v);
     v["webhooks"] = json!({
         "withdrawalStatus": {"post": {
             "summary": "Withdrawal status callback",
@@ -88,6 +89,57 @@ pub fn build() -> Value {
         }}
     });
     v
+}
+
+/// An empty body reads as `{}` (see [`super::json_body`]), so a body whose schema requires no
+/// field may be left out: its `requestBody` is not `required`.
+fn optional_when_nothing_required(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for op in operations {
+        let Some(body) = op.get_mut("requestBody").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let name = body
+            .get("content")
+            .and_then(|c| c["application/json"]["schema"]["$ref"].as_str())
+            .and_then(|r| r.strip_prefix("#/components/schemas/"));
+        let Some(schema) = name.and_then(|n| schemas.get(n)) else {
+            continue;
+        };
+        if schema["required"].as_array().is_none_or(|r| r.is_empty()) {
+            body.remove("required");
+        }
+    }
+}
+
+/// The methods the document lists for `path` (`"GET"`, `"POST"`), for an `Allow` header;
+/// `None` for a path it does not have.
+pub fn methods_of(path: &str) -> Option<&'static str> {
+    static METHODS: OnceLock<std::collections::HashMap<String, String>> = OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        let doc = build();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(p, item)| {
+                let listed = item.as_object().map(|ops| {
+                    ops.keys()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
+                (p, listed.unwrap_or_default())
+            })
+            .collect()
+    });
+    methods.get(path).map(String::as_str)
 }
 
 fn cached() -> &'static str {
@@ -139,6 +191,22 @@ mod tests {
         assert!(paths.contains_key("/api/v2/withdrawal/crypto"), "{paths:?}");
         assert!(paths.keys().all(|p| p.starts_with("/api/v2/")));
         assert_eq!(doc["openapi"], "3.1.0");
+        // Bodies with nothing required may be left out (an empty body is `{}`).
+        let body = |path: &str| doc["paths"][path]["post"]["requestBody"].clone();
+        assert_eq!(body("/api/v2/withdrawal/crypto")["required"], true);
+        assert_eq!(body("/api/v2/exchange/create-quota")["required"], true);
+        for optional in [
+            "currencies/list",
+            "balances",
+            "currencies/rates",
+            "currencies/pairs",
+        ] {
+            let b = body(&format!("/api/v2/{optional}"));
+            assert!(
+                b.is_object() && b.get("required").is_none(),
+                "{optional}: {b}"
+            );
+        }
         // Every $ref points at a schema the document has.
         let text = doc.to_string();
         for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

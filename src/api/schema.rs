@@ -11,21 +11,34 @@ use utoipa::ToSchema;
     "amount": "100", "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm", "end_user_reference": "user_12345"}))]
 pub struct WithdrawalRequest {
     /// Your id for this withdrawal, unique per project (the idempotency key); 1-128 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub foreign_id: String,
-    /// The balance debited (`BTC`, `USDTT`, ...; with `convert_to`, also `EUR` or `USD`).
+    /// The balance debited (`BTC`, `USDTT`, ...; with `convert_to`, also `EUR` or `USD`), in
+    /// any letter case.
+    #[schema(min_length = 1, max_length = 128)]
     pub currency: String,
     /// In `currency`, a decimal string with at most the currency's decimals.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$", max_length = 128)]
     pub amount: String,
     /// Destination on the payout currency's network.
+    #[schema(min_length = 1, max_length = 128)]
     pub address: String,
     /// The currency sent to `address`, converted from `currency` at the current rate minus
     /// fees. Absent or equal to `currency`: a plain withdrawal.
+    #[schema(max_length = 128)]
     pub convert_to: Option<String>,
     /// Destination tag / memo (TON only). `memo` is accepted as the same field.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub tag: Option<String>,
     /// Alias of `tag`.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub memo: Option<String>,
     /// Who the funds are for, on your side; sent back in callbacks.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub end_user_reference: Option<String>,
 }
 
@@ -33,6 +46,7 @@ pub struct WithdrawalRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"foreign_id": "withdrawal_1230203"}))]
 pub struct ForeignIdRequest {
+    #[schema(min_length = 1)]
     pub foreign_id: String,
 }
 
@@ -87,6 +101,7 @@ pub struct QuoteRequest {
     /// The balance converted into.
     pub to_coin: String,
     /// A decimal string, in `request_coin`.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?$")]
     pub request_amount: String,
     /// `from_coin` (sell exactly `request_amount`) or `to_coin` (receive exactly
     /// `request_amount`).
@@ -97,5 +112,6 @@ pub struct QuoteRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"quote_id": "q_2J3IwFIcaoYoyfRAEBib8Q"}))]
 pub struct MakeExchangeRequest {
+    #[schema(min_length = 1)]
     pub quote_id: String,
 }

@@ -41,19 +41,25 @@ fn header<'a>(req: &'a HttpRequest, names: &[&str]) -> Option<&'a str> {
 /// one and timing does not tell which keys exist.
 const DUMMY_SECRET: &[u8] = b"countersign-dummy-secret-for-constant-work";
 
+/// Longer header values are refused before any lookup or HMAC.
+const MAX_CREDENTIAL_LEN: usize = 200;
+
+/// The API key and signature the request carries (trimmed, non-empty, at most
+/// [`MAX_CREDENTIAL_LEN`] bytes each); `None` when either is missing or unusable.
+pub fn credentials(req: &HttpRequest) -> Option<(&str, &str)> {
+    let key = header(req, &["X-Processing-Key", "X-Process-Key"])?;
+    let sig = header(req, &["X-Processing-Signature", "X-Process-Signature"])?;
+    (key.len() <= MAX_CREDENTIAL_LEN && sig.len() <= MAX_CREDENTIAL_LEN).then_some((key, sig))
+}
+
 pub async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<ApiCaller, ApiError> {
-    let key = header(req, &["X-Processing-Key", "X-Process-Key"]);
-    let sig = header(req, &["X-Processing-Signature", "X-Process-Signature"]);
-    let (Some(key), Some(sig)) = (key, sig) else {
+    let Some((key, sig)) = credentials(req) else {
         return Err(ApiError::Unauthorized);
     };
-    if key.len() > 200 || sig.len() > 200 {
-        return Err(ApiError::Unauthorized);
-    }
     let found = projects::find_api_key(&state.db, &sha256_hex(key.as_bytes())).await?;
     let Some(found) = found else {
         let _ = verify_hmac_sha512_hex(DUMMY_SECRET, body, sig);
@@ -72,3 +78,6 @@ pub async fn authenticate(
         project: found.project,
     })
 }
+
+#[cfg(test)]
+mod props;

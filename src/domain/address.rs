@@ -443,3 +443,6 @@ mod tests {
         assert_eq!(err.to_string(), msg);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod props;

@@ -227,7 +227,11 @@ pub fn db_decimal(s: &str) -> Result<Decimal, rust_decimal::Error> {
     Decimal::from_str(s)
 }
 
-/// A positive amount of one currency with no more decimals than the currency allows.
+/// Significant digits a `Decimal` always holds.
+const MAX_DIGITS: u32 = 28;
+
+/// A positive amount of one currency with no more decimals than the currency allows, small
+/// enough to be written with all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Amount {
     currency: Currency,
@@ -261,6 +265,12 @@ impl Amount {
                 currency,
                 scale: currency.scale(),
             });
+        }
+        // Stored and shown with the currency's full scale, within a Decimal's 28 digits: an
+        // ETH amount (18 decimals) has at most 10 integer digits.
+        let limit = Decimal::from_i128_with_scale(10i128.pow(MAX_DIGITS - currency.scale()), 0);
+        if value >= limit {
+            return Err(AmountError::Decimal(DecimalError::TooLarge));
         }
         Ok(Amount { currency, value })
     }
@@ -331,6 +341,23 @@ mod tests {
     }
 
     #[test]
+    fn amounts_too_large_for_the_full_scale_are_refused() {
+        // Found by the property tests: 80000000000 ETH was accepted and printed with 17
+        // decimals, since 11 + 18 digits do not fit a Decimal.
+        let too_large = Err(AmountError::Decimal(DecimalError::TooLarge));
+        assert_eq!(Amount::parse(Currency::Eth, "80000000000"), too_large);
+        assert_eq!(Amount::parse(Currency::Eth, "10000000000"), too_large);
+        let max = Amount::parse(Currency::Eth, "9999999999.999999999999999999").unwrap();
+        assert_eq!(max.to_canonical(), "9999999999.999999999999999999");
+        assert_eq!(
+            Amount::parse(Currency::Ton, "10000000000000000000"),
+            too_large
+        );
+        let btc = Amount::parse(Currency::Btc, "99999999999999999999").unwrap();
+        assert_eq!(btc.to_canonical(), "99999999999999999999.00000000");
+    }
+
+    #[test]
     fn minimums() {
         let a = Amount::parse(Currency::Btc, "0.00001").unwrap();
         assert!(matches!(
@@ -353,3 +380,6 @@ mod tests {
         assert_eq!(Currency::Eur.network(), None);
     }
 }
+
+#[cfg(test)]
+mod props;

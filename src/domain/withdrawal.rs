@@ -324,7 +324,8 @@ fn text_field(
                 Some(Some(s.clone()))
             }
         }
-        Some(_) if name == "amount" => None, // reported once, with a better message, above
+        // Reported once, with a better message, by the caller.
+        Some(Value::Number(_)) if name == "amount" => None,
         Some(_) => {
             errors.insert(name.into(), "must be a string".into());
             None
@@ -396,6 +397,23 @@ mod tests {
         };
         for f in ["foreign_id", "currency", "address", "amount", "tag"] {
             assert!(e.contains_key(f), "{f} missing in {e:?}");
+        }
+    }
+
+    #[test]
+    fn an_amount_of_any_other_type_is_named() {
+        // Found by the property tests: a non-string, non-number amount gave a 422 that named
+        // nothing (`{"errors": {}}`).
+        for amount in [json!([]), json!(true), json!({"value": "1"})] {
+            let body = json!({"foreign_id": "a", "currency": "BTC", "amount": amount,
+                "address": "tb1qurv0m4ufsj8xqejvmn0y43kqew33kvqrrxswgm"});
+            let Err(RequestError::Fields(e)) = parse(body) else {
+                panic!("expected field errors")
+            };
+            assert_eq!(
+                e.get("amount").map(String::as_str),
+                Some("must be a string")
+            );
         }
     }
 
@@ -480,3 +498,6 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
     }
 }
+
+#[cfg(test)]
+mod props;

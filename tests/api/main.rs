@@ -17,6 +17,7 @@ mod confirmation;
 mod email;
 mod exchange_withdrawals;
 mod fault;
+mod fuzz;
 mod gate;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
