@@ -73,6 +73,15 @@ impl DbError {
     }
 }
 
+/// The engine behind a transaction, for the few statements written per engine.
+pub fn engine_of(tx: &Tx) -> Engine {
+    if tx.backend_name() == "PostgreSQL" {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
+    }
+}
+
 pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
     DbError::Corrupt {
         column,
