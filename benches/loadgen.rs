@@ -184,13 +184,17 @@ async fn run(cli: &Cli) -> Result<()> {
 }
 
 fn parse_people(cli: &Cli) -> Result<Vec<people::Person>> {
-    cli.people.iter().map(|p| people::Person::parse(p)).collect()
+    cli.people
+        .iter()
+        .map(|p| people::Person::parse(p))
+        .collect()
 }
 
 /// Submits `cli.n` withdrawals (not measured) and returns the ids of those that came out
 /// pending.
 async fn create_ids(cli: &Cli) -> Result<Vec<i64>> {
-    let need = |v: &Option<String>, flag: &str| v.clone().with_context(|| format!("{flag} is required"));
+    let need =
+        |v: &Option<String>, flag: &str| v.clone().with_context(|| format!("{flag} is required"));
     let (url, key) = (need(&cli.url, "--url")?, need(&cli.key, "--key")?);
     let secret = need(&cli.secret, "--secret")?;
     let prefix = format!("approve-{}", random_hex());
@@ -200,8 +204,13 @@ async fn create_ids(cli: &Cli) -> Result<Vec<i64>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..cli.c.max(1) {
-        let (http, endpoint, key, next, reqs) =
-            (http.clone(), endpoint.clone(), key.clone(), next.clone(), reqs.clone());
+        let (http, endpoint, key, next, reqs) = (
+            http.clone(),
+            endpoint.clone(),
+            key.clone(),
+            next.clone(),
+            reqs.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             while let Some(req) = reqs.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -225,7 +234,10 @@ async fn create_ids(cli: &Cli) -> Result<Vec<i64>> {
     for t in tasks {
         ids.extend(t.await.context("intake task panicked")??);
     }
-    say(cli, &format!("created {} pending withdrawals of {}", ids.len(), cli.n));
+    say(
+        cli,
+        &format!("created {} pending withdrawals of {}", ids.len(), cli.n),
+    );
     if ids.is_empty() {
         bail!("no withdrawal came out pending: lower the per-operation limit below --amount");
     }

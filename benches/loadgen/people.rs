@@ -151,7 +151,12 @@ pub async fn approvals(cli: &Cli, url: &str, people: &[Person], ids: Vec<i64>) -
 /// Signs `p` in through the pages (password, then TOTP), keeping the session cookie.
 async fn sign_in(url: &str, p: &Person) -> Result<reqwest::Client> {
     let http = client(true)?;
-    let page = http.get(format!("{url}/login")).send().await?.text().await?;
+    let page = http
+        .get(format!("{url}/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let csrf = csrf(&page).context("no CSRF token on /login")?;
     let post = |path: &str, form: Vec<(&str, String)>| {
         http.post(format!("{url}{path}"))
@@ -189,7 +194,12 @@ fn csrf(html: &str) -> Option<String> {
 }
 
 /// Loads each of `paths` `cli.n` times over `cli.c` connections as a signed-in user.
-pub async fn pages(cli: &Cli, url: &str, person: &Person, paths: &[String]) -> Result<Vec<Figures>> {
+pub async fn pages(
+    cli: &Cli,
+    url: &str,
+    person: &Person,
+    paths: &[String],
+) -> Result<Vec<Figures>> {
     let http = sign_in(url, person).await?;
     let mut out = Vec::new();
     for path in paths {

@@ -168,7 +168,8 @@ async fn movement(
         available.normalize().to_string(),
         held.normalize().to_string(),
     );
-    const UPDATE: &str = "UPDATE balances SET available = $7, held = $8, version = version + 1, updated_at = $9
+    const UPDATE: &str =
+        "UPDATE balances SET available = $7, held = $8, version = version + 1, updated_at = $9
          WHERE project_id = $1 AND currency = $2 AND version = $10";
     const LEDGER: &str = "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)";
     let postgres = super::engine_of(tx) == super::Engine::Postgres;
@@ -176,13 +177,17 @@ async fn movement(
     // written when the update matched), saving a round trip while the balance row is locked.
     let (first, second) = if postgres {
         (
-            format!("WITH moved AS ({UPDATE} RETURNING 1) {LEDGER} SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM moved"),
+            format!(
+                "WITH moved AS ({UPDATE} RETURNING 1) {LEDGER} SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM moved"
+            ),
             None,
         )
     } else {
         (
             UPDATE.to_string(),
-            Some(format!("{LEDGER} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")),
+            Some(format!(
+                "{LEDGER} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            )),
         )
     };
     let bind = |sql: String| {
@@ -209,10 +214,7 @@ async fn movement(
         .into());
     }
     if let Some(sql) = second {
-        bind(sql)
-            .execute(&mut **tx)
-            .await
-            .map_err(DbError::from)?;
+        bind(sql).execute(&mut **tx).await.map_err(DbError::from)?;
     }
     Ok(Balance {
         available,

@@ -135,8 +135,7 @@ where
     .bind(bucket)
     .fetch_optional(ex)
     .await?;
-    row.as_ref()
-        .map_or(Ok(Usage::default()), parse_usage)
+    row.as_ref().map_or(Ok(Usage::default()), parse_usage)
 }
 
 fn parse_usage(row: &sqlx::any::AnyRow) -> Result<Usage, DbError> {
@@ -191,7 +190,10 @@ pub async fn lock_usages<const N: usize>(
         out[i] = parse_usage(row)?;
     }
     if rows.len() != N {
-        return Err(corrupt("limit_usage", "upsert returned fewer rows than buckets"));
+        return Err(corrupt(
+            "limit_usage",
+            "upsert returned fewer rows than buckets",
+        ));
     }
     Ok(out)
 }
@@ -226,7 +228,14 @@ pub async fn put_usages<const N: usize>(
     totals: [Usage; N],
 ) -> Result<(), DbError> {
     let values = (0..N)
-        .map(|i| format!("($1, $2, $3, ${}, ${}, ${})", 3 * i + 4, 3 * i + 5, 3 * i + 6))
+        .map(|i| {
+            format!(
+                "($1, $2, $3, ${}, ${}, ${})",
+                3 * i + 4,
+                3 * i + 5,
+                3 * i + 6
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(

@@ -497,8 +497,7 @@ pub(crate) async fn change_in(
                     base_amount: -w.base_value,
                 };
                 let buckets = [w.usage_hour.as_str(), w.usage_day.as_str()];
-                limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus)
-                    .await?;
+                limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
             }
         }
         (_, None) => {
