@@ -108,7 +108,6 @@ measure_approvals() {
 # measure_pages LABEL: signed-in page loads (the database is prefilled).
 measure_pages() {
     echo "### $1: page loads" >&2
-    local pending_id
     RES=$("$LOADGEN_BIN" pages -n "$PAGE_LOADS" -c "$PAGE_C" --json --url "$BASE_URL" \
         --person "${PEOPLE[0]}" --page /approvals --page /withdrawals \
         --page '/withdrawals?status=confirmed' --page '/withdrawals?status=pending' \
@@ -117,8 +116,10 @@ measure_pages() {
 import json, sys
 r = json.loads(sys.stdin.read().strip().splitlines()[-1])
 for f in r["pages"]:
-    e = f" ({f["errors"]} errors)" if f["errors"] else ""
-    print(f"{sys.argv[1] + ", " + f["label"]:<52}p50 {f["p50_ms"]:.1f} ms, p99 {f["p99_ms"]:.1f} ms, {f["throughput_rps"]:.0f}/s{e}")' "$1" <<<"$RES" >"$TMP/pages.txt"
+    label = sys.argv[1] + ", " + f["label"]
+    p50, p99, rps, errors = f["p50_ms"], f["p99_ms"], f["throughput_rps"], f["errors"]
+    e = " (%d errors)" % errors if errors else ""
+    print("%-52sp50 %.1f ms, p99 %.1f ms, %.0f/s%s" % (label, p50, p99, rps, e))' "$1" <<<"$RES" >"$TMP/pages.txt"
     while IFS= read -r line; do SUMMARY+=("$line"); done <"$TMP/pages.txt"
 }
 
