@@ -5,6 +5,8 @@
 //!   cargo bench --bench loadgen -- target   --url URL --key K --secret S -n N -c C
 //!   cargo bench --bench loadgen -- baseline --baseline-db sqlite|postgres://... -n N -c C
 //!   cargo bench --bench loadgen -- compare  --url URL --key K --secret S --baseline-db sqlite
+//!   cargo bench --bench loadgen -- approvals --url URL --key K --secret S --person E,P,OTPAUTH...
+//!   cargo bench --bench loadgen -- pages    --url URL --person E,P,OTPAUTH --page /approvals...
 //!
 //! Requests are built and signed before the clock starts, so the client's own HMAC work
 //! does not compete with the server for CPU while it is measured. The baseline is a bare
@@ -29,6 +31,9 @@ use sha2::Sha512;
 use sqlx::{AnyPool, Connection, any::AnyPoolOptions};
 use tokio::sync::oneshot::Sender;
 
+#[path = "loadgen/people.rs"]
+mod people;
+
 const PATH: &str = "/api/v2/withdrawal/crypto";
 const BASELINE_KEY: &str = "baseline_key";
 const BASELINE_SECRET: &str = "baseline_secret";
@@ -41,6 +46,11 @@ enum Mode {
     Baseline,
     /// Run target, then baseline, and print target/baseline throughput
     Compare,
+    /// Create N withdrawals (unmeasured; they must come out pending), then have one approver
+    /// per --person claim and approve them through the admin API
+    Approvals,
+    /// Sign in as the --person and load each --page N times over C connections
+    Pages,
 }
 
 #[derive(Parser)]
@@ -84,6 +94,12 @@ struct Cli {
     /// foreign_id prefix, ids are `{prefix}-{i}` (default: random per run)
     #[arg(long)]
     prefix: Option<String>,
+    /// EMAIL,PASSWORD,OTPAUTH_URL of a user (approvals: one approver each; pages: the first)
+    #[arg(long = "person")]
+    people: Vec<String>,
+    /// A page path to load (pages mode), e.g. /approvals or /withdrawals?status=confirmed
+    #[arg(long = "page")]
+    pages: Vec<String>,
     /// Print one JSON line on stdout (the human report then goes to stderr)
     #[arg(long)]
     json: bool,
@@ -146,11 +162,87 @@ async fn run(cli: &Cli) -> Result<()> {
             }
             json!({"mode": "compare", "target": t, "baseline": b, "ratio_pct": ratio})
         }
+        Mode::Approvals => {
+            let url = cli.url.clone().context("--url is required")?;
+            let people = parse_people(cli)?;
+            let ids = create_ids(cli).await?;
+            let figures = people::approvals(cli, url.trim_end_matches('/'), &people, ids).await?;
+            json!({"mode": "approvals", "target": figures})
+        }
+        Mode::Pages => {
+            let url = cli.url.clone().context("--url is required")?;
+            let people = parse_people(cli)?;
+            let person = people.first().context("pages mode needs a --person")?;
+            let url = url.trim_end_matches('/');
+            json!({"mode": "pages", "pages": people::pages(cli, url, person, &cli.pages).await?})
+        }
     };
     if cli.json {
         println!("{out}");
     }
     Ok(())
+}
+
+fn parse_people(cli: &Cli) -> Result<Vec<people::Person>> {
+    cli.people
+        .iter()
+        .map(|p| people::Person::parse(p))
+        .collect()
+}
+
+/// Submits `cli.n` withdrawals (not measured) and returns the ids of those that came out
+/// pending.
+async fn create_ids(cli: &Cli) -> Result<Vec<i64>> {
+    let need =
+        |v: &Option<String>, flag: &str| v.clone().with_context(|| format!("{flag} is required"));
+    let (url, key) = (need(&cli.url, "--url")?, need(&cli.key, "--key")?);
+    let secret = need(&cli.secret, "--secret")?;
+    let prefix = format!("approve-{}", random_hex());
+    let reqs = sign_all(&prefix, cli.n, &secret, cli)?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let endpoint = format!("{}{PATH}", url.trim_end_matches('/'));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..cli.c.max(1) {
+        let (http, endpoint, key, next, reqs) = (
+            http.clone(),
+            endpoint.clone(),
+            key.clone(),
+            next.clone(),
+            reqs.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while let Some(req) = reqs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let resp = http
+                    .post(&endpoint)
+                    .header("X-Processing-Key", &key)
+                    .header("X-Processing-Signature", &req.1)
+                    .header("Content-Type", "application/json")
+                    .body(req.0.clone())
+                    .send()
+                    .await?;
+                let v: serde_json::Value = resp.json().await?;
+                if v["data"]["approval_required"] == true {
+                    ids.extend(v["data"]["id"].as_i64());
+                }
+            }
+            Ok::<_, anyhow::Error>(ids)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.context("intake task panicked")??);
+    }
+    say(
+        cli,
+        &format!("created {} pending withdrawals of {}", ids.len(), cli.n),
+    );
+    if ids.is_empty() {
+        bail!("no withdrawal came out pending: lower the per-operation limit below --amount");
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 fn say(cli: &Cli, line: &str) {

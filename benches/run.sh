@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Intake throughput benchmark: Countersign's POST /api/v2/withdrawal/crypto against a bare
-# actix-web + sqlx baseline (benches/loadgen.rs), on an empty and on a prefilled database.
+# Benchmarks (benches/loadgen.rs drives the load):
+#  - intake: POST /api/v2/withdrawal/crypto against a bare actix-web + sqlx baseline (one
+#    INSERT) in the same run, on an empty and on a prefilled database;
+#  - approvals: owners claiming and approving pending withdrawals through the admin API;
+#  - pages: the approval queue and the withdrawals list (with filters) with 1,000,000 rows,
+#    signed in;
+#  - memory: VmRSS of `countersign serve` idle, and its peak (VmHWM) after the loads.
 #
 # usage: benches/run.sh [N] [C]        N requests (default 20000), C connections (default 32)
 # env:   PORT                  server port (default: the first free one from 18080)
-#        SKIP_PREFILL=1        skip the run against a prefilled database
+#        SKIP_PREFILL=1        skip everything that needs the prefilled database (pages too)
 #        PREFILL_COUNT         historical withdrawals to prefill (default 1000000)
+#        APPROVALS             decisions in the approval run (default 2000; 0 skips it)
+#        APPROVERS             approvers deciding concurrently (default 4)
+#        PAGE_LOADS            loads of each page (default 500), PAGE_C connections (default 4)
 #        CS_BENCH_PG  postgres://user@host:5432/postgres: also run on PostgreSQL, in a
 #                              fresh database bench_<random> that is dropped at the end
+#        PG_PREFILL=1          also prefill the PostgreSQL database and load the pages there
 #        CS_BIN, LOADGEN_BIN  use these binaries instead of building them
 set -euo pipefail
 
@@ -68,6 +77,54 @@ setup_project() {
     cs balance credit --project "$PROJECT_ID" --currency SBX --amount 100000000
     cs limits set --project "$PROJECT_ID" --scope api --currency SBX \
         --per-operation 100000000 --per-hour 100000000 --per-day 100000000
+    # Owners to approve (a withdrawal over a limit needs an owner), and one to load pages.
+    PEOPLE=()
+    local i made
+    for i in $(seq 0 "$APPROVERS"); do
+        made=$(cs user create --project "$PROJECT_ID" --email "owner$i@bench.example" \
+            --role owner --password-stdin <<<"$PASSWORD")
+        PEOPLE+=("owner$i@bench.example,$PASSWORD,$(json otpauth_url <<<"$made")")
+    done
+}
+
+# rss FIELD: VmRSS or VmHWM of the server, in MB.
+rss() {
+    awk -v f="$1:" '$1 == f { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"
+}
+
+# measure_approvals LABEL: pending withdrawals (a per-operation limit below the amount), then
+# owners approve them through the admin API.
+measure_approvals() {
+    [[ $APPROVALS -gt 0 ]] || return 0
+    echo "### $1: $APPROVALS approvals by $APPROVERS approvers" >&2
+    cs limits set --project "$PROJECT_ID" --scope api --currency SBX --per-operation 0.0001
+    local args=() i
+    for i in $(seq 1 "$APPROVERS"); do args+=(--person "${PEOPLE[$i]}"); done
+    RES=$("$LOADGEN_BIN" approvals -n "$APPROVALS" -c "$C" --json "${TARGET_ARGS[@]}" "${args[@]}")
+    SUMMARY+=("$(summary_line "$1, approvals" <<<"$RES")")
+    cs limits set --project "$PROJECT_ID" --scope api --currency SBX --per-operation 100000000
+}
+
+# measure_pages LABEL: signed-in page loads (the database is prefilled).
+measure_pages() {
+    echo "### $1: page loads" >&2
+    RES=$("$LOADGEN_BIN" pages -n "$PAGE_LOADS" -c "$PAGE_C" --json --url "$BASE_URL" \
+        --person "${PEOPLE[0]}" --page /approvals --page /withdrawals \
+        --page '/withdrawals?status=confirmed' --page '/withdrawals?status=pending' \
+        --page '/withdrawals?address=sbx_bench_addr' --page '/withdrawals?foreign_id=prefill')
+    python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read().strip().splitlines()[-1])
+for f in r["pages"]:
+    label = sys.argv[1] + ", " + f["label"]
+    p50, p99, rps, errors = f["p50_ms"], f["p99_ms"], f["throughput_rps"], f["errors"]
+    e = " (%d errors)" % errors if errors else ""
+    print("%-52sp50 %.1f ms, p99 %.1f ms, %.0f/s%s" % (label, p50, p99, rps, e))' "$1" <<<"$RES" >"$TMP/pages.txt"
+    while IFS= read -r line; do SUMMARY+=("$line"); done <"$TMP/pages.txt"
+}
+
+memory_line() {
+    SUMMARY+=("$(printf '%-28s%s' "$1, memory" "idle $IDLE_RSS MB; peak $(rss VmHWM) MB after the loads; now $(rss VmRSS) MB")")
 }
 
 start_server() {
@@ -160,14 +217,24 @@ COUNTERSIGN_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32)
 export COUNTERSIGN_SECRET_KEY
 
 SUMMARY=()
+APPROVALS=${APPROVALS:-2000}
+APPROVERS=${APPROVERS:-4}
+PAGE_LOADS=${PAGE_LOADS:-500}
+PAGE_C=${PAGE_C:-4}
+PASSWORD=$(python3 -c 'import secrets; print("bench-" + secrets.token_hex(12))')
+export COUNTERSIGN_BASE_URL=$BASE_URL
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "### SQLite: intake vs baseline (N=$N, C=$C)" >&2
 export COUNTERSIGN_DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc"
 setup_project
 start_server
+sleep 2
+IDLE_RSS=$(rss VmRSS)
 RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db sqlite)
 SUMMARY+=("$(summary_line "sqlite, empty" <<<"$RES")")
 EMPTY_RPS=$(json target.throughput_rps <<<"$RES")
+measure_approvals sqlite
 
 if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
     echo "### SQLite: intake after prefilling $PREFILL_COUNT withdrawals" >&2
@@ -178,7 +245,9 @@ if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
     SUMMARY+=("$(summary_line "sqlite, $PREFILL_COUNT prefilled" <<<"$RES")")
     FULL_RPS=$(json target.throughput_rps <<<"$RES")
     SUMMARY+=("$(printf '%-28s%s' "prefilled / empty" "$(ratio "$FULL_RPS" "$EMPTY_RPS")")")
+    measure_pages "sqlite, $PREFILL_COUNT rows"
 fi
+memory_line sqlite
 stop_server
 
 if [[ -n $PG_ADMIN_URL ]]; then
@@ -192,11 +261,21 @@ print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$PG_ADMIN_URL" "$PG_DB
     export COUNTERSIGN_DATABASE_URL=$PG_URL
     setup_project
     start_server
+    sleep 2
+    IDLE_RSS=$(rss VmRSS)
     RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db "$PG_URL")
     SUMMARY+=("$(summary_line "postgres, empty" <<<"$RES")")
+    measure_approvals postgres
+    if [[ ${PG_PREFILL:-0} == 1 ]]; then
+        stop_server
+        cs dev prefill --project "$PROJECT_ID" --count "$PREFILL_COUNT"
+        start_server
+        measure_pages "postgres, $PREFILL_COUNT rows"
+    fi
+    memory_line postgres
     stop_server
 fi
 
 echo
-echo "== summary (N=$N, C=$C) =="
+echo "== summary (N=$N, C=$C; load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)) =="
 printf '%s\n' "${SUMMARY[@]}"

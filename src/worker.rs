@@ -120,36 +120,48 @@ impl Worker {
         .await?;
         let n = claimed.len();
         let stop = stop.clone();
-        stream::iter(claimed)
+        // Jobs that are simply done are marked so together, in one statement after the batch.
+        let done: Vec<i64> = stream::iter(claimed)
             .take_while(move |_| std::future::ready(!*stop.borrow()))
-            .for_each_concurrent(s.concurrency, |job| async move {
-                if let Err(e) = self.finish(&job).await {
-                    tracing::warn!(job = job.id, error = %e, "could not record job outcome");
+            .map(|job| async move {
+                match self.finish(&job).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::warn!(job = job.id, error = %e, "could not record job outcome");
+                        None
+                    }
                 }
             })
+            .buffer_unordered(s.concurrency)
+            .filter_map(|done| async move { done })
+            .collect()
             .await;
+        jobs::complete_all(&self.state.db, &done, &self.owner, self.state.now()).await?;
         Ok(expired + n)
     }
 
-    async fn finish(&self, job: &Job) -> Result<(), DbError> {
+    /// Runs `job` and records a retry or a death; returns its id when it is done (for the
+    /// caller to record).
+    async fn finish(&self, job: &Job) -> Result<Option<i64>, DbError> {
         let outcome = self.run_job(job).await;
         let now = self.state.now();
         let db = &self.state.db;
         match outcome {
-            Outcome::Done => jobs::complete(db, job.id, &self.owner, now).await,
+            Outcome::Done => return Ok(Some(job.id)),
             Outcome::Retry { at, error, counts } => {
                 if counts {
                     tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempts, error = error.as_deref().unwrap_or(""), "job failed; will retry");
                     self.state.metrics.delivery_failed(&job.kind, false);
                 }
-                jobs::reschedule(db, job.id, &self.owner, at, error.as_deref(), counts, now).await
+                jobs::reschedule(db, job.id, &self.owner, at, error.as_deref(), counts, now).await?
             }
             Outcome::Dead(error) => {
                 tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
                 self.state.metrics.delivery_failed(&job.kind, true);
-                jobs::kill(db, job.id, &self.owner, &error, now).await
+                jobs::kill(db, job.id, &self.owner, &error, now).await?
             }
         }
+        Ok(None)
     }
 
     async fn run_job(&self, job: &Job) -> Outcome {

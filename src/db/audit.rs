@@ -94,29 +94,42 @@ pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError>
         e.origin.ip.as_deref(),
         e.origin.user_agent.as_deref(),
     );
-    sqlx::query(
-        "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(e.project_id)
-    .bind(seq)
-    .bind(e.actor.kind())
-    .bind(e.actor.id())
-    .bind(e.action)
-    .bind(&e.subject)
-    .bind(&details)
-    .bind(e.origin.ip.as_deref())
-    .bind(e.origin.user_agent.as_deref())
-    .bind(now)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE project_id = $2")
-        .bind(&hash)
+    // On PostgreSQL the record and the new head go in one statement: the head row is locked
+    // from the UPDATE above to commit, and every round trip in between lengthens the queue of
+    // appends to this project's chain. SQLite has no data-modifying CTEs; there each statement
+    // is a call into the same process.
+    const INSERT: &str = "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    let postgres = super::engine_of(tx) == super::Engine::Postgres;
+    let sql = if postgres {
+        format!(
+            "WITH head AS (UPDATE audit_heads SET hash = $12 WHERE project_id = $1 RETURNING 1) {INSERT}"
+        )
+    } else {
+        INSERT.to_string()
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(e.project_id)
+        .bind(seq)
+        .bind(e.actor.kind())
+        .bind(e.actor.id())
+        .bind(e.action)
+        .bind(&e.subject)
+        .bind(&details)
+        .bind(e.origin.ip.as_deref())
+        .bind(e.origin.user_agent.as_deref())
+        .bind(now)
+        .bind(&prev)
+        .bind(&hash)
         .execute(&mut **tx)
         .await?;
+    if !postgres {
+        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE project_id = $2")
+            .bind(&hash)
+            .bind(e.project_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

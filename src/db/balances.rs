@@ -168,41 +168,54 @@ async fn movement(
         available.normalize().to_string(),
         held.normalize().to_string(),
     );
-    let r = sqlx::query(
-        "UPDATE balances SET available = $1, held = $2, version = version + 1, updated_at = $3
-         WHERE project_id = $4 AND currency = $5 AND version = $6",
-    )
-    .bind(&available_s)
-    .bind(&held_s)
-    .bind(now)
-    .bind(project_id)
-    .bind(currency)
-    .bind(current.version)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::from)?;
+    const UPDATE: &str =
+        "UPDATE balances SET available = $7, held = $8, version = version + 1, updated_at = $9
+         WHERE project_id = $1 AND currency = $2 AND version = $10";
+    const LEDGER: &str = "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)";
+    let postgres = super::engine_of(tx) == super::Engine::Postgres;
+    // On PostgreSQL the balance and its ledger entry go in one statement (the entry is only
+    // written when the update matched), saving a round trip while the balance row is locked.
+    let (first, second) = if postgres {
+        (
+            format!(
+                "WITH moved AS ({UPDATE} RETURNING 1) {LEDGER} SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM moved"
+            ),
+            None,
+        )
+    } else {
+        (
+            UPDATE.to_string(),
+            Some(format!(
+                "{LEDGER} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            )),
+        )
+    };
+    let bind = |sql: String| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(currency)
+            .bind(kind.as_str())
+            .bind(amount.normalize().to_string())
+            .bind(source.withdrawal_id)
+            .bind(source.exchange_id)
+            .bind(available_s.clone())
+            .bind(held_s.clone())
+            .bind(now)
+    };
+    let r = bind(first)
+        .bind(current.version)
+        .execute(&mut **tx)
+        .await
+        .map_err(DbError::from)?;
     if r.rows_affected() != 1 {
         return Err(DbError::Query(sqlx::Error::Protocol(
             "balance changed under a held lock".into(),
         ))
         .into());
     }
-    sqlx::query(
-        "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(project_id)
-    .bind(currency)
-    .bind(kind.as_str())
-    .bind(amount.normalize().to_string())
-    .bind(source.withdrawal_id)
-    .bind(source.exchange_id)
-    .bind(&available_s)
-    .bind(&held_s)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::from)?;
+    if let Some(sql) = second {
+        bind(sql).execute(&mut **tx).await.map_err(DbError::from)?;
+    }
     Ok(Balance {
         available,
         held,

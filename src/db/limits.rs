@@ -114,8 +114,7 @@ pub fn buckets(now: i64) -> (String, String) {
     )
 }
 
-/// A bucket's totals, read in a transaction (see [`lock_usage`]) or, for a preview, from the
-/// pool.
+/// A bucket's totals, read without a lock (for a preview; see [`lock_usages`]).
 pub async fn usage<'c, E>(
     ex: E,
     project_id: &str,
@@ -136,9 +135,10 @@ where
     .bind(bucket)
     .fetch_optional(ex)
     .await?;
-    let Some(row) = row else {
-        return Ok(Usage::default());
-    };
+    row.as_ref().map_or(Ok(Usage::default()), parse_usage)
+}
+
+fn parse_usage(row: &sqlx::any::AnyRow) -> Result<Usage, DbError> {
     let amount: String = row.try_get("amount")?;
     let base: String = row.try_get("base_amount")?;
     Ok(Usage {
@@ -147,86 +147,114 @@ where
     })
 }
 
-/// Reads a bucket's totals and keeps the row locked until commit (creating it at zero first),
-/// so read-modify-writes of one bucket are serialized even between transactions that hold
-/// different balances (a withdrawal with exchange holds its source balance but counts in its
-/// payout currency). Take it after the balance lock.
-pub async fn lock_usage(
-    db: &Db,
+/// Reads the totals of `buckets` and keeps their rows locked until commit (creating missing
+/// ones at zero), in one statement: an upsert whose conflict branch rewrites a row with its own
+/// value, which takes PostgreSQL's row lock (SQLite's `BEGIN IMMEDIATE` already made the
+/// transaction the only writer) and returns the row either way. Read-modify-writes of one
+/// bucket are so serialized even between transactions that hold different balances (a
+/// withdrawal with exchange holds its source balance but counts in its payout currency).
+/// Take it after the balance lock; rows are locked in the order given (hour, then day,
+/// everywhere). Returns the totals in the order of `buckets`.
+pub async fn lock_usages<const N: usize>(
     tx: &mut Tx,
     project_id: &str,
     scope: Scope,
     currency: &str,
-    bucket: &str,
-) -> Result<Usage, DbError> {
-    sqlx::query(
+    buckets: [&str; N],
+) -> Result<[Usage; N], DbError> {
+    let values = (0..N)
+        .map(|i| format!("($1, $2, $3, ${}, '0', '0')", i + 4))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO limit_usage (project_id, scope, currency, bucket, amount, base_amount)
-         VALUES ($1, $2, $3, $4, '0', '0')
-         ON CONFLICT (project_id, scope, currency, bucket) DO NOTHING",
-    )
-    .bind(project_id)
-    .bind(scope.as_str())
-    .bind(currency)
-    .bind(bucket)
-    .execute(&mut **tx)
-    .await?;
-    if db.engine() == super::Engine::Postgres {
-        sqlx::query(
-            "SELECT amount FROM limit_usage
-             WHERE project_id = $1 AND scope = $2 AND currency = $3 AND bucket = $4 FOR UPDATE",
-        )
+         VALUES {values}
+         ON CONFLICT (project_id, scope, currency, bucket) DO UPDATE SET amount = limit_usage.amount
+         RETURNING bucket, amount, base_amount"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(scope.as_str())
-        .bind(currency)
-        .bind(bucket)
-        .execute(&mut **tx)
-        .await?;
+        .bind(currency);
+    for b in buckets {
+        q = q.bind(b);
     }
-    usage(&mut **tx, project_id, scope, currency, bucket).await
+    let rows = q.fetch_all(&mut **tx).await?;
+    let mut out = [Usage::default(); N];
+    for row in &rows {
+        let bucket: String = row.try_get("bucket")?;
+        let i = buckets
+            .iter()
+            .position(|b| *b == bucket)
+            .ok_or_else(|| corrupt("limit_usage.bucket", &bucket))?;
+        out[i] = parse_usage(row)?;
+    }
+    if rows.len() != N {
+        return Err(corrupt(
+            "limit_usage",
+            "upsert returned fewer rows than buckets",
+        ));
+    }
+    Ok(out)
 }
 
-/// Adds (or, with negative figures, removes) a withdrawal to a bucket, under the bucket's
-/// row lock.
-pub async fn add_usage(
-    db: &Db,
+/// Adds (or, with negative figures, removes) a withdrawal to its buckets, under the
+/// buckets' row locks.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_usage<const N: usize>(
     tx: &mut Tx,
     project_id: &str,
     scope: Scope,
     currency: &str,
-    bucket: &str,
+    buckets: [&str; N],
     delta: Usage,
 ) -> Result<(), DbError> {
-    let cur = lock_usage(db, tx, project_id, scope, currency, bucket).await?;
-    let total = Usage {
+    let current = lock_usages(tx, project_id, scope, currency, buckets).await?;
+    let totals = current.map(|cur| Usage {
         amount: (cur.amount + delta.amount).max(Decimal::ZERO),
         base_amount: (cur.base_amount + delta.base_amount).max(Decimal::ZERO),
-    };
-    put_usage(tx, project_id, scope, currency, bucket, total).await
+    });
+    put_usages(tx, project_id, scope, currency, buckets, totals).await
 }
 
-/// Writes a bucket's new total (the caller read the old one with [`lock_usage`]).
-pub async fn put_usage(
+/// Writes the buckets' new totals in one statement (the caller read the old ones with
+/// [`lock_usages`]).
+pub async fn put_usages<const N: usize>(
     tx: &mut Tx,
     project_id: &str,
     scope: Scope,
     currency: &str,
-    bucket: &str,
-    total: Usage,
+    buckets: [&str; N],
+    totals: [Usage; N],
 ) -> Result<(), DbError> {
-    sqlx::query(
+    let values = (0..N)
+        .map(|i| {
+            format!(
+                "($1, $2, $3, ${}, ${}, ${})",
+                3 * i + 4,
+                3 * i + 5,
+                3 * i + 6
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO limit_usage (project_id, scope, currency, bucket, amount, base_amount)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         VALUES {values}
          ON CONFLICT (project_id, scope, currency, bucket) DO UPDATE SET
-           amount = excluded.amount, base_amount = excluded.base_amount",
-    )
-    .bind(project_id)
-    .bind(scope.as_str())
-    .bind(currency)
-    .bind(bucket)
-    .bind(total.amount.normalize().to_string())
-    .bind(total.base_amount.normalize().to_string())
-    .execute(&mut **tx)
-    .await?;
+           amount = excluded.amount, base_amount = excluded.base_amount"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(scope.as_str())
+        .bind(currency);
+    for (bucket, total) in buckets.iter().zip(totals) {
+        q = q
+            .bind(*bucket)
+            .bind(total.amount.normalize().to_string())
+            .bind(total.base_amount.normalize().to_string());
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -29,6 +29,7 @@ pub mod withdrawals;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type Tx = sqlx::Transaction<'static, Any>;
@@ -105,10 +106,49 @@ fn is_busy(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "5" || c == "517")
 }
 
+/// The engine behind a transaction, for the few statements written per engine.
+pub fn engine_of(tx: &Tx) -> Engine {
+    if tx.backend_name() == "PostgreSQL" {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
+    }
+}
+
 pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
     DbError::Corrupt {
         column,
         value: value.into(),
+    }
+}
+
+/// SQLite checkpoints (copying the WAL back into the database file, with an fsync) are run
+/// by a background task on a read connection, every [`CHECKPOINT_EVERY`]; left to the default
+/// (every 1,000 pages, by the committing connection) they ran inside the single writer's
+/// commits every few dozen withdrawals and stalled everything queued behind it. The writer
+/// still checkpoints itself if the WAL grows past 16,384 pages (4 KiB each), so the WAL stays
+/// bounded even if the background task falls behind.
+const WRITER_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 16384";
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Runs `PASSIVE` checkpoints (they wait for no reader or writer) until the pool closes.
+async fn checkpoints(read: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if read.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&read)
+            .await
+        {
+            if read.is_closed() {
+                break;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
     }
 }
 
@@ -120,6 +160,17 @@ pub struct Db {
     write: AnyPool,
     read: AnyPool,
     engine: Engine,
+    /// SQLite's checkpoint task, stopped when the last clone of this `Db` goes.
+    _checkpoints: Option<Arc<StopOnDrop>>,
+}
+
+#[derive(Debug)]
+struct StopOnDrop(tokio::task::AbortHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Db {
@@ -130,7 +181,8 @@ impl Db {
         } else {
             Engine::Postgres
         };
-        let options = || {
+        // `writer`: SQLite's writer checkpoints only as a last resort (see `checkpoints`).
+        let options = |writer: bool| {
             AnyPoolOptions::new()
                 .acquire_timeout(Duration::from_secs(10))
                 .after_connect(move |conn, _meta| {
@@ -141,6 +193,9 @@ impl Db {
                                  PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
                             )
                             .await?;
+                            if writer {
+                                conn.execute(WRITER_AUTOCHECKPOINT).await?;
+                            }
                         }
                         Ok(())
                     })
@@ -148,19 +203,21 @@ impl Db {
         };
         let db = match engine {
             Engine::Sqlite => {
-                let write = options().max_connections(1).connect(url).await?;
-                let read = options()
+                let write = options(true).max_connections(1).connect(url).await?;
+                let read = options(false)
                     .max_connections(max_connections.clamp(1, 8))
                     .connect(url)
                     .await?;
+                let task = tokio::spawn(checkpoints(read.clone()));
                 Db {
                     write,
                     read,
                     engine,
+                    _checkpoints: Some(Arc::new(StopOnDrop(task.abort_handle()))),
                 }
             }
             Engine::Postgres => {
-                let pool = options()
+                let pool = options(false)
                     .max_connections(max_connections.max(2))
                     .connect(url)
                     .await?;
@@ -168,6 +225,7 @@ impl Db {
                     write: pool.clone(),
                     read: pool,
                     engine,
+                    _checkpoints: None,
                 }
             }
         };

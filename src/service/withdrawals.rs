@@ -86,10 +86,9 @@ pub async fn create(
     if balance.available < held {
         return Err(balance_not_enough());
     }
-    let used_hour =
-        limits::lock_usage(&state.db, &mut tx, &project.id, scope, payout.code(), &hour).await?;
-    let used_day =
-        limits::lock_usage(&state.db, &mut tx, &project.id, scope, payout.code(), &day).await?;
+    let buckets = [hour.as_str(), day.as_str()];
+    let [used_hour, used_day] =
+        limits::lock_usages(&mut tx, &project.id, scope, payout.code(), buckets).await?;
     let requirement = basis.requirement(used_hour, used_day);
     let status = if requirement.is_needed() {
         Status::Pending
@@ -198,22 +197,13 @@ pub async fn create(
         amount: u.amount + amount,
         base_amount: u.base_amount + base_value,
     };
-    limits::put_usage(
+    limits::put_usages(
         &mut tx,
         &project.id,
         scope,
         payout.code(),
-        &hour,
-        add(used_hour),
-    )
-    .await?;
-    limits::put_usage(
-        &mut tx,
-        &project.id,
-        scope,
-        payout.code(),
-        &day,
-        add(used_day),
+        buckets,
+        [add(used_hour), add(used_day)],
     )
     .await?;
     let note = w
@@ -507,18 +497,8 @@ pub(crate) async fn change_in(
                     amount: -w.amount,
                     base_amount: -w.base_value,
                 };
-                for bucket in [&w.usage_hour, &w.usage_day] {
-                    limits::add_usage(
-                        &state.db,
-                        tx,
-                        &w.project_id,
-                        w.scope,
-                        &w.currency,
-                        bucket,
-                        minus,
-                    )
-                    .await?;
-                }
+                let buckets = [w.usage_hour.as_str(), w.usage_day.as_str()];
+                limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
             }
         }
         (_, None) => {
