@@ -120,23 +120,48 @@ impl Worker {
         .await?;
         let n = claimed.len();
         let stop = stop.clone();
-        // Jobs that are simply done are marked so together, in one statement after the batch.
-        let done: Vec<i64> = stream::iter(claimed)
-            .take_while(move |_| std::future::ready(!*stop.borrow()))
-            .map(|job| async move {
-                match self.finish(&job).await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        tracing::warn!(job = job.id, error = %e, "could not record job outcome");
-                        None
+        // Jobs that are simply done are marked so together: whatever finished meanwhile, in
+        // one statement, while the others run on (a done job must not wait for a slow one in
+        // its batch, or its lease could run out and another instance run it again). The
+        // marking runs beside the jobs, never while they are paused: on SQLite a paused job
+        // may hold the one write connection.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let run = async move {
+            stream::iter(claimed)
+                .take_while(move |_| std::future::ready(!*stop.borrow()))
+                .for_each_concurrent(s.concurrency, |job| {
+                    let done_tx = done_tx.clone();
+                    async move {
+                        match self.finish(&job).await {
+                            Ok(Some(id)) => {
+                                let _ = done_tx.send(id);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(job = job.id, error = %e, "could not record job outcome");
+                            }
+                        }
                     }
+                })
+                .await;
+            // (the last sender goes here, so the marking below ends)
+        };
+        let mark = async {
+            let mut done = Vec::new();
+            let mut failed = None;
+            while done_rx.recv_many(&mut done, 256).await > 0 {
+                if let Err(e) =
+                    jobs::complete_all(&self.state.db, &done, &self.owner, self.state.now()).await
+                {
+                    failed = Some(e);
                 }
-            })
-            .buffer_unordered(s.concurrency)
-            .filter_map(|done| async move { done })
-            .collect()
-            .await;
-        jobs::complete_all(&self.state.db, &done, &self.owner, self.state.now()).await?;
+                done.clear();
+            }
+            failed
+        };
+        if let ((), Some(e)) = tokio::join!(run, mark) {
+            return Err(e);
+        }
         Ok(expired + n)
     }
 
