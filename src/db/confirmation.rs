@@ -46,6 +46,15 @@ pub async fn open(db: &Db, project_id: &str) -> Result<Option<Request>, DbError>
     row.as_ref().map(from_row).transpose()
 }
 
+pub async fn get(db: &Db, id: i64) -> Result<Option<Request>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM confirmation_requests WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Reads a request and keeps it locked until commit: confirmations, cancels and expiry of
 /// one request queue here, so the last confirmation always sees the others.
 pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Request>, DbError> {

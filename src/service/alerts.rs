@@ -52,15 +52,6 @@ pub fn voter_as(user: &User, is_initiator: bool) -> Voter {
     }
 }
 
-/// The people who may decide `w`, whatever their alert settings.
-pub async fn eligible_approvers(state: &AppState, w: &Withdrawal) -> Result<Vec<User>, DbError> {
-    Ok(users::list(&state.db, &w.project_id)
-        .await?
-        .into_iter()
-        .filter(|u| may_decide(w, u))
-        .collect())
-}
-
 /// `w` just became pending: one approval email per eligible approver with alerts on.
 pub async fn on_pending(
     tx: &mut Tx,

@@ -105,11 +105,10 @@ pub async fn link_view(state: &AppState, token: &str) -> Result<LinkView, Confir
     let link = cdb::link(&state.db, &sha256_hex(token.as_bytes()))
         .await?
         .ok_or(ConfirmationError::NotFound)?;
-    let mut tx = state.db.begin().await?;
-    let request = cdb::lock(&state.db, &mut tx, link.request_id)
+    // Showing a link only reads: no write transaction on a GET.
+    let request = cdb::get(&state.db, link.request_id)
         .await?
         .ok_or(ConfirmationError::NotFound)?;
-    drop(tx);
     Ok(LinkView {
         kind: request.kind,
         role: link.role,
