@@ -109,6 +109,7 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         http,
         wake: Arc::new(Notify::new()),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        intake: Arc::new(crate::service::withdrawals::Intake::new()),
     })
 }
 

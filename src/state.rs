@@ -27,6 +27,8 @@ pub struct AppState {
     pub mailer: Arc<crate::notify::email::Mailer>,
     /// Prometheus metrics of this instance (served by `metrics::endpoint`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// New withdrawals waiting to be written, in batches (see `service::withdrawals::Intake`).
+    pub intake: Arc<crate::service::withdrawals::Intake>,
 }
 
 impl AppState {

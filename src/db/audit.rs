@@ -73,60 +73,114 @@ fn record_hash(
 /// Appends one record in the caller's transaction. Taking the chain's head row serializes
 /// appends per project, so the chain never forks.
 pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError> {
+    append_many(tx, std::slice::from_ref(e), now).await
+}
+
+/// Appends records in the order given, in the caller's transaction: per project, one head
+/// update reserves their sequence numbers, the chain is computed here, and the records go in
+/// one statement (on PostgreSQL together with the new head: the head row is locked from the
+/// first statement to commit, and every round trip in between lengthens the queue of appends
+/// to this project's chain; SQLite has no data-modifying CTEs, there the head is a third
+/// statement).
+pub async fn append_many(tx: &mut Tx, entries: &[Entry<'_>], now: i64) -> Result<(), DbError> {
+    let mut projects: Vec<&str> = Vec::new();
+    for e in entries {
+        if !projects.contains(&e.project_id) {
+            projects.push(e.project_id);
+        }
+    }
+    for project_id in projects {
+        let mine: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.project_id == project_id)
+            .collect();
+        append_chain(tx, project_id, &mine, now).await?;
+    }
+    Ok(())
+}
+
+async fn append_chain(
+    tx: &mut Tx,
+    project_id: &str,
+    entries: &[&Entry<'_>],
+    now: i64,
+) -> Result<(), DbError> {
+    let n = i64::try_from(entries.len()).unwrap_or(i64::MAX);
     let head = sqlx::query(
-        "UPDATE audit_heads SET seq = seq + 1 WHERE project_id = $1 RETURNING seq, hash",
+        "UPDATE audit_heads SET seq = seq + $2 WHERE project_id = $1 RETURNING seq, hash",
     )
-    .bind(e.project_id)
+    .bind(project_id)
+    .bind(n)
     .fetch_one(&mut **tx)
     .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev: String = head.try_get("hash")?;
-    let details = e.details.to_string();
-    let hash = record_hash(
-        &prev,
-        seq,
-        now,
-        e.actor.kind(),
-        e.actor.id(),
-        e.action,
-        &e.subject,
-        &details,
-        e.origin.ip.as_deref(),
-        e.origin.user_agent.as_deref(),
-    );
-    // On PostgreSQL the record and the new head go in one statement: the head row is locked
-    // from the UPDATE above to commit, and every round trip in between lengthens the queue of
-    // appends to this project's chain. SQLite has no data-modifying CTEs; there each statement
-    // is a call into the same process.
-    const INSERT: &str = "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    let last: i64 = head.try_get("seq")?;
+    let mut prev: String = head.try_get("hash")?;
+    struct Row {
+        seq: i64,
+        details: String,
+        prev: String,
+        hash: String,
+    }
+    let mut rows = Vec::with_capacity(entries.len());
+    for (seq, e) in (last - n + 1..).zip(entries) {
+        let details = e.details.to_string();
+        let hash = record_hash(
+            &prev,
+            seq,
+            now,
+            e.actor.kind(),
+            e.actor.id(),
+            e.action,
+            &e.subject,
+            &details,
+            e.origin.ip.as_deref(),
+            e.origin.user_agent.as_deref(),
+        );
+        rows.push(Row {
+            seq,
+            details,
+            prev: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    // $1 the project (shared by every record), on PostgreSQL $2 the new head's hash, then 11
+    // values per record.
     let postgres = super::engine_of(tx) == super::Engine::Postgres;
-    let sql = if postgres {
-        format!(
-            "WITH head AS (UPDATE audit_heads SET hash = $12 WHERE project_id = $1 RETURNING 1) {INSERT}"
-        )
+    let values = super::values_list(rows.len(), 11, if postgres { 3 } else { 2 });
+    let insert = format!(
+        "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
+         VALUES {}",
+        values.replace('(', "($1, ")
+    );
+    let mut q = if postgres {
+        let sql = format!(
+            "WITH head AS (UPDATE audit_heads SET hash = $2 WHERE project_id = $1 RETURNING 1) {insert}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(prev.clone())
     } else {
-        INSERT.to_string()
+        sqlx::query(sqlx::AssertSqlSafe(insert)).bind(project_id)
     };
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(e.project_id)
-        .bind(seq)
-        .bind(e.actor.kind())
-        .bind(e.actor.id())
-        .bind(e.action)
-        .bind(&e.subject)
-        .bind(&details)
-        .bind(e.origin.ip.as_deref())
-        .bind(e.origin.user_agent.as_deref())
-        .bind(now)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
+    for (r, e) in rows.iter().zip(entries) {
+        q = q
+            .bind(r.seq)
+            .bind(e.actor.kind())
+            .bind(e.actor.id().to_string())
+            .bind(e.action)
+            .bind(e.subject.clone())
+            .bind(r.details.clone())
+            .bind(e.origin.ip.clone())
+            .bind(e.origin.user_agent.clone())
+            .bind(now)
+            .bind(r.prev.clone())
+            .bind(r.hash.clone());
+    }
+    q.execute(&mut **tx).await?;
     if !postgres {
         sqlx::query("UPDATE audit_heads SET hash = $1 WHERE project_id = $2")
-            .bind(&hash)
-            .bind(e.project_id)
+            .bind(prev)
+            .bind(project_id)
             .execute(&mut **tx)
             .await?;
     }
@@ -147,17 +201,21 @@ pub enum Verdict {
 }
 
 pub async fn verify(db: &Db, project_id: &str) -> Result<Verdict, DbError> {
+    // The log and its head from one snapshot: appends committed meanwhile must not look like
+    // records missing at the end.
+    let mut snapshot = db.reader().begin_with(db.snapshot_begin()).await?;
     let rows = sqlx::query(
         "SELECT seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash
          FROM audit_log WHERE project_id = $1 ORDER BY seq",
     )
     .bind(project_id)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *snapshot)
     .await?;
     let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE project_id = $1")
         .bind(project_id)
-        .fetch_optional(db.reader())
+        .fetch_optional(&mut *snapshot)
         .await?;
+    snapshot.rollback().await?;
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1;
     for row in &rows {

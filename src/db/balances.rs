@@ -151,8 +151,52 @@ async fn movement(
     source: Source,
     now: i64,
 ) -> Result<Balance, BalanceError> {
+    let moves = [Move {
+        kind,
+        amount,
+        source,
+    }];
+    movements(tx, project_id, currency, current, &moves, now).await
+}
+
+/// Holds for several withdrawals on one locked balance, in the order given: one ledger entry
+/// each, one update of the balance. Fails as a whole (nothing written) if any would take the
+/// balance below zero; the caller checks each hold against the running balance first.
+pub async fn hold_many(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    holds: &[(Decimal, i64)],
+    now: i64,
+) -> Result<Balance, BalanceError> {
+    let moves: Vec<Move> = holds
+        .iter()
+        .map(|&(amount, withdrawal_id)| Move {
+            kind: LedgerKind::Hold,
+            amount,
+            source: Source {
+                withdrawal_id: Some(withdrawal_id),
+                exchange_id: None,
+            },
+        })
+        .collect();
+    movements(tx, project_id, currency, current, &moves, now).await
+}
+
+struct Move {
+    kind: LedgerKind,
+    amount: Decimal,
+    source: Source,
+}
+
+/// The balance after `amount` of `kind` moved on `(available, held)`.
+fn moved(
+    (a, h): (Decimal, Decimal),
+    kind: LedgerKind,
+    amount: Decimal,
+) -> Result<(Decimal, Decimal), BalanceError> {
     let overflow = || BalanceError::Db(corrupt("balances", "amount overflow"));
-    let (a, h) = (current.available, current.held);
     let (available, held) = match kind {
         LedgerKind::Credit | LedgerKind::ExchangeIn => (a.checked_add(amount), Some(h)),
         LedgerKind::Hold => (a.checked_sub(amount), h.checked_add(amount)),
@@ -164,50 +208,75 @@ async fn movement(
     if available < Decimal::ZERO || held < Decimal::ZERO {
         return Err(BalanceError::Insufficient);
     }
-    let (available_s, held_s) = (
-        available.normalize().to_string(),
-        held.normalize().to_string(),
-    );
+    Ok((available, held))
+}
+
+async fn movements(
+    tx: &mut Tx,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    moves: &[Move],
+    now: i64,
+) -> Result<Balance, BalanceError> {
+    let mut after = Vec::with_capacity(moves.len());
+    let mut state = (current.available, current.held);
+    for m in moves {
+        state = moved(state, m.kind, m.amount)?;
+        after.push(state);
+    }
+    let (available, held) = state;
+    let text = |d: Decimal| d.normalize().to_string();
+    // $1..$6: the balance, its new figures, now and the version read; then 6 values per entry.
     const UPDATE: &str =
-        "UPDATE balances SET available = $7, held = $8, version = version + 1, updated_at = $9
-         WHERE project_id = $1 AND currency = $2 AND version = $10";
+        "UPDATE balances SET available = $3, held = $4, version = version + 1, updated_at = $5
+         WHERE project_id = $1 AND currency = $2 AND version = $6";
+    let entries = super::values_list(moves.len(), 6, 7).replace('(', "($1, $2, ");
     const LEDGER: &str = "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)";
     let postgres = super::engine_of(tx) == super::Engine::Postgres;
-    // On PostgreSQL the balance and its ledger entry go in one statement (the entry is only
-    // written when the update matched), saving a round trip while the balance row is locked.
+    // On PostgreSQL the balance and its ledger entries go in one statement (the entries are
+    // only written when the update matched), saving a round trip while the balance row is
+    // locked.
     let (first, second) = if postgres {
         (
             format!(
-                "WITH moved AS ({UPDATE} RETURNING 1) {LEDGER} SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM moved"
+                "WITH moved AS ({UPDATE} RETURNING 1)
+                 {LEDGER} SELECT v.* FROM (VALUES {}) AS v, moved",
+                entries.replace(')', ", $5)")
             ),
             None,
         )
     } else {
         (
             UPDATE.to_string(),
-            Some(format!(
-                "{LEDGER} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            )),
+            Some(format!("{LEDGER} VALUES {}", entries.replace(')', ", $5)"))),
         )
     };
     let bind = |sql: String| {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(project_id)
             .bind(currency)
-            .bind(kind.as_str())
-            .bind(amount.normalize().to_string())
-            .bind(source.withdrawal_id)
-            .bind(source.exchange_id)
-            .bind(available_s.clone())
-            .bind(held_s.clone())
+            .bind(text(available))
+            .bind(text(held))
             .bind(now)
+            .bind(current.version);
+        for (m, &(a, h)) in moves.iter().zip(&after) {
+            q = q
+                .bind(m.kind.as_str())
+                .bind(text(m.amount))
+                .bind(m.source.withdrawal_id)
+                .bind(m.source.exchange_id)
+                .bind(text(a))
+                .bind(text(h));
+        }
+        q
     };
     let r = bind(first)
-        .bind(current.version)
         .execute(&mut **tx)
         .await
         .map_err(DbError::from)?;
-    if r.rows_affected() != 1 {
+    let expected = if postgres { moves.len() as u64 } else { 1 };
+    if r.rows_affected() != expected {
         return Err(DbError::Query(sqlx::Error::Protocol(
             "balance changed under a held lock".into(),
         ))

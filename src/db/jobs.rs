@@ -56,21 +56,36 @@ pub struct NewJob<'a> {
 
 /// Queues a job unless one with the same dedupe key exists.
 pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: i64) -> Result<(), DbError> {
-    sqlx::query(
+    enqueue_many(tx, std::slice::from_ref(job), now).await
+}
+
+/// [`enqueue`] for several jobs in one statement.
+pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob<'_>], now: i64) -> Result<(), DbError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO jobs (kind, project_id, withdrawal_id, dedupe_key, payload, status, attempts, run_at, deadline, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8)
+         VALUES {}
          ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(job.kind.as_str())
-    .bind(job.project_id)
-    .bind(job.withdrawal_id)
-    .bind(&job.dedupe_key)
-    .bind(&job.payload)
-    .bind(job.run_at)
-    .bind(job.deadline)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+        super::values_list(jobs.len(), 11, 1)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for job in jobs {
+        q = q
+            .bind(job.kind.as_str())
+            .bind(job.project_id.to_string())
+            .bind(job.withdrawal_id)
+            .bind(job.dedupe_key.clone())
+            .bind(job.payload.clone())
+            .bind("queued")
+            .bind(0_i64)
+            .bind(job.run_at)
+            .bind(job.deadline)
+            .bind(now)
+            .bind(now);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 

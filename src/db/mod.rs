@@ -115,6 +115,23 @@ pub fn engine_of(tx: &Tx) -> Engine {
     }
 }
 
+/// The placeholders of a multi-row `VALUES` list: `rows` tuples of `cols` parameters each,
+/// numbered from `$first` row by row (`($3, $4), ($5, $6)` for 2, 2, 3). Batched writes bind
+/// their rows in that order.
+pub fn values_list(rows: usize, cols: usize, first: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(rows * (cols * 5 + 4));
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(s, "{sep}${}", first + r * cols + c);
+        }
+        s.push(')');
+    }
+    s
+}
+
 pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
     DbError::Corrupt {
         column,
@@ -378,5 +395,17 @@ impl Db {
             Engine::Sqlite => "",
             Engine::Postgres => " FOR UPDATE",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values_list;
+
+    #[test]
+    fn values_lists_number_rows_in_order() {
+        assert_eq!(values_list(1, 3, 1), "($1, $2, $3)");
+        assert_eq!(values_list(2, 2, 3), "($3, $4), ($5, $6)");
+        assert_eq!(values_list(0, 2, 1), "");
     }
 }

@@ -150,52 +150,83 @@ pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
 /// Inserts a new withdrawal and returns its id. A repeated `foreign_id` fails with a unique
 /// violation (see `DbError::is_unique_violation`).
 pub async fn insert(tx: &mut Tx, w: &Withdrawal) -> Result<i64, DbError> {
-    let row = sqlx::query(
+    let ids = insert_many(tx, &[w]).await?;
+    ids.first()
+        .copied()
+        .ok_or_else(|| corrupt("withdrawals.id", "INSERT returned no row"))
+}
+
+const INSERT_COLUMNS: usize = 33;
+
+/// Inserts new withdrawals in one statement and returns their ids in the order given. A
+/// `foreign_id` already taken (or given twice) fails the whole statement with a unique
+/// violation.
+pub async fn insert_many(tx: &mut Tx, ws: &[&Withdrawal]) -> Result<Vec<i64>, DbError> {
+    if ws.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
         "INSERT INTO withdrawals (project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id,
             currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate,
             status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at,
             created_at, updated_at, source_currency, source_amount, exchange_rate, exchange_fee, exchange_id,
             rates_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-            $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)
-         RETURNING id",
-    )
-    .bind(&w.project_id)
-    .bind(&w.foreign_id)
-    .bind(&w.fingerprint)
-    .bind(w.scope.as_str())
-    .bind(&w.initiator_kind)
-    .bind(&w.initiator_id)
-    .bind(&w.currency)
-    .bind(&w.network)
-    .bind(w.amount.to_string())
-    .bind(w.fee.to_string())
-    .bind(&w.address)
-    .bind(w.tag.as_deref())
-    .bind(w.end_user_reference.as_deref())
-    .bind(&w.base_currency)
-    .bind(w.base_value.to_string())
-    .bind(w.rate.to_string())
-    .bind(w.status.as_str())
-    .bind(w.initial_status.as_str())
-    .bind(serde_json::to_string(&w.requirement).unwrap_or_default())
-    .bind(&w.usage_hour)
-    .bind(&w.usage_day)
-    .bind(&w.error)
-    .bind(w.txid.as_deref())
-    .bind(w.address_id)
-    .bind(w.expires_at)
-    .bind(w.created_at)
-    .bind(w.updated_at)
-    .bind(w.exchange.as_ref().map(|x| x.from_currency.clone()))
-    .bind(w.exchange.as_ref().map(|x| x.from_amount.to_string()))
-    .bind(w.exchange.as_ref().map(|x| x.rate.to_string()))
-    .bind(w.exchange.as_ref().map(|x| x.fee.to_string()))
-    .bind(w.exchange.as_ref().map(|x| x.id))
-    .bind(w.rates_at)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.try_get("id")?)
+         VALUES {}
+         RETURNING id, project_id, foreign_id",
+        super::values_list(ws.len(), INSERT_COLUMNS, 1)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for w in ws {
+        q = q
+            .bind(w.project_id.clone())
+            .bind(w.foreign_id.clone())
+            .bind(w.fingerprint.clone())
+            .bind(w.scope.as_str())
+            .bind(w.initiator_kind.clone())
+            .bind(w.initiator_id.clone())
+            .bind(w.currency.clone())
+            .bind(w.network.clone())
+            .bind(w.amount.to_string())
+            .bind(w.fee.to_string())
+            .bind(w.address.clone())
+            .bind(w.tag.clone())
+            .bind(w.end_user_reference.clone())
+            .bind(w.base_currency.clone())
+            .bind(w.base_value.to_string())
+            .bind(w.rate.to_string())
+            .bind(w.status.as_str())
+            .bind(w.initial_status.as_str())
+            .bind(serde_json::to_string(&w.requirement).unwrap_or_default())
+            .bind(w.usage_hour.clone())
+            .bind(w.usage_day.clone())
+            .bind(w.error.clone())
+            .bind(w.txid.clone())
+            .bind(w.address_id)
+            .bind(w.expires_at)
+            .bind(w.created_at)
+            .bind(w.updated_at)
+            .bind(w.exchange.as_ref().map(|x| x.from_currency.clone()))
+            .bind(w.exchange.as_ref().map(|x| x.from_amount.to_string()))
+            .bind(w.exchange.as_ref().map(|x| x.rate.to_string()))
+            .bind(w.exchange.as_ref().map(|x| x.fee.to_string()))
+            .bind(w.exchange.as_ref().map(|x| x.id))
+            .bind(w.rates_at);
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    // RETURNING gives no order: match the rows to the withdrawals by their unique key.
+    let mut ids = vec![None; ws.len()];
+    for row in &rows {
+        let project_id: String = row.try_get("project_id")?;
+        let foreign_id: String = row.try_get("foreign_id")?;
+        let i = ws
+            .iter()
+            .position(|w| w.project_id == project_id && w.foreign_id == foreign_id)
+            .ok_or_else(|| corrupt("withdrawals.foreign_id", &foreign_id))?;
+        ids[i] = Some(row.try_get::<i64, _>("id")?);
+    }
+    ids.into_iter()
+        .map(|id| id.ok_or_else(|| corrupt("withdrawals.id", "INSERT returned too few rows")))
+        .collect()
 }
 
 pub async fn by_foreign_id(
@@ -274,19 +305,49 @@ pub async fn add_event(
     note: &str,
     now: i64,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    let e = NewEvent {
+        withdrawal_id,
+        from,
+        to,
+        actor_kind,
+        actor_id,
+        note,
+    };
+    add_events(tx, &[e], now).await
+}
+
+/// One timeline entry to write (see [`add_events`]).
+pub struct NewEvent<'a> {
+    pub withdrawal_id: i64,
+    pub from: Option<Status>,
+    pub to: Status,
+    pub actor_kind: &'a str,
+    pub actor_id: &'a str,
+    pub note: &'a str,
+}
+
+/// Writes timeline entries in one statement.
+pub async fn add_events(tx: &mut Tx, events: &[NewEvent<'_>], now: i64) -> Result<(), DbError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO withdrawal_events (withdrawal_id, from_status, to_status, actor_kind, actor_id, note, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(withdrawal_id)
-    .bind(from.map(Status::as_str))
-    .bind(to.as_str())
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(note)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+         VALUES {}",
+        super::values_list(events.len(), 7, 1)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for e in events {
+        q = q
+            .bind(e.withdrawal_id)
+            .bind(e.from.map(Status::as_str))
+            .bind(e.to.as_str())
+            .bind(e.actor_kind.to_string())
+            .bind(e.actor_id.to_string())
+            .bind(e.note.to_string())
+            .bind(now);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -331,20 +392,72 @@ pub async fn touch_address(
     tag: Option<&str>,
     now: i64,
 ) -> Result<i64, DbError> {
-    let row = sqlx::query(
+    let key = AddressKey {
+        project_id,
+        currency,
+        address,
+        tag: tag.unwrap_or(""),
+    };
+    let ids = touch_addresses(tx, &[key], now).await?;
+    ids.first()
+        .copied()
+        .ok_or_else(|| corrupt("payout_addresses.id", "upsert returned no row"))
+}
+
+/// An address book entry (no tag is the empty tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressKey<'a> {
+    pub project_id: &'a str,
+    pub currency: &'a str,
+    pub address: &'a str,
+    pub tag: &'a str,
+}
+
+/// [`touch_address`] for several distinct entries in one statement; the ids come back in the
+/// order given. (Distinct: one upsert may not update a row twice.)
+pub async fn touch_addresses(
+    tx: &mut Tx,
+    keys: &[AddressKey<'_>],
+    now: i64,
+) -> Result<Vec<i64>, DbError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
         "INSERT INTO payout_addresses (project_id, currency, address, tag, first_used_at, last_used_at)
-         VALUES ($1, $2, $3, $4, $5, $5)
+         VALUES {}
          ON CONFLICT (project_id, currency, address, tag) DO UPDATE SET last_used_at = excluded.last_used_at
-         RETURNING id",
-    )
-    .bind(project_id)
-    .bind(currency)
-    .bind(address)
-    .bind(tag.unwrap_or(""))
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.try_get("id")?)
+         RETURNING id, project_id, currency, address, tag",
+        super::values_list(keys.len(), 6, 1)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for k in keys {
+        q = q
+            .bind(k.project_id.to_string())
+            .bind(k.currency.to_string())
+            .bind(k.address.to_string())
+            .bind(k.tag.to_string())
+            .bind(now)
+            .bind(now);
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    let mut ids = vec![None; keys.len()];
+    for row in &rows {
+        let (p, c, a, t): (String, String, String, String) = (
+            row.try_get("project_id")?,
+            row.try_get("currency")?,
+            row.try_get("address")?,
+            row.try_get("tag")?,
+        );
+        let i = keys
+            .iter()
+            .position(|k| k.project_id == p && k.currency == c && k.address == a && k.tag == t)
+            .ok_or_else(|| corrupt("payout_addresses.address", &a))?;
+        ids[i] = Some(row.try_get::<i64, _>("id")?);
+    }
+    ids.into_iter()
+        .map(|id| id.ok_or_else(|| corrupt("payout_addresses.id", "upsert returned too few rows")))
+        .collect()
 }
 
 /// Pending withdrawals whose expiry has passed, oldest first.

@@ -88,6 +88,7 @@ pub struct Metrics {
     sign_in_failures: Family<FactorLabel, Counter>,
     lockouts: Counter,
     http: HistogramFamily<HttpLabels>,
+    intake_batch: Histogram,
     database_up: Gauge,
 }
 
@@ -181,6 +182,12 @@ impl Metrics {
             "HTTP requests on the main listener, by method, matched route and status class",
             http.clone(),
         );
+        let intake_batch = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
+        registry.register(
+            "countersign_intake_batch_size",
+            "New withdrawals written per transaction (see README, Performance)",
+            intake_batch.clone(),
+        );
         let database_up = Gauge::default();
         registry.register(
             "countersign_database_up",
@@ -199,8 +206,14 @@ impl Metrics {
             sign_in_failures,
             lockouts,
             http,
+            intake_batch,
             database_up,
         }
+    }
+
+    /// A batch of `n` new withdrawals was written in one transaction.
+    pub fn intake_batch(&self, n: usize) {
+        self.intake_batch.observe(n as f64);
     }
 
     /// One request answered by the main listener. `route` is the matched pattern, `None` when

@@ -8,11 +8,10 @@
 use crate::clock::HOUR_MS;
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, BalanceError, LedgerKind};
-use crate::db::exchanges;
 use crate::db::jobs::{self, JobKind, NewJob};
 use crate::db::limits;
 use crate::db::projects::Project;
-use crate::db::withdrawals::{self as wdb, Withdrawal, WithdrawalExchange};
+use crate::db::withdrawals::{self as wdb, Withdrawal};
 use crate::db::{DbError, Tx};
 use crate::domain::policy::{Scope, Usage};
 use crate::domain::withdrawal::{Event, FundsEffect, NewWithdrawal, Status, transition};
@@ -24,7 +23,9 @@ use crate::state::AppState;
 use requirement::Basis;
 use serde_json::json;
 
+mod intake;
 mod requirement;
+pub use intake::Intake;
 pub use requirement::preview;
 
 fn balance_not_enough() -> ApiError {
@@ -51,15 +52,15 @@ pub async fn create(
         return replay(existing, &fingerprint);
     }
     let basis = Basis::load(state, project, scope, &req).await?;
-    let priced = basis.priced;
-    let price = priced.price;
     if project.validation_url.is_some() {
+        let priced = &basis.priced;
+        let price = &priced.price;
         let asked = WithdrawRequest::new(&GateInput {
             project,
             initiator,
             scope,
             request: &req,
-            price: &price,
+            price,
             base: priced.base,
             base_value: priced.base_value,
             now_ms: state.now(),
@@ -69,187 +70,16 @@ pub async fn create(
             return Err(ApiError::DeniedByOperator(refusal));
         }
     }
-    // Read after the gate, which may have taken seconds.
-    let now = state.now();
-    let payout = req.payout;
-    let (held_currency, held) = (price.held_currency, price.held);
-    let amount = price.received;
-    let base_value = priced.base_value;
-    let (hour, day) = limits::buckets(now);
-
-    let mut tx = state.db.begin().await?;
-    let Some(balance) =
-        balances::lock(&state.db, &mut tx, &project.id, held_currency.code()).await?
-    else {
-        return Err(balance_not_enough());
-    };
-    if balance.available < held {
-        return Err(balance_not_enough());
-    }
-    let buckets = [hour.as_str(), day.as_str()];
-    let [used_hour, used_day] =
-        limits::lock_usages(&mut tx, &project.id, scope, payout.code(), buckets).await?;
-    let requirement = basis.requirement(used_hour, used_day);
-    let status = if requirement.is_needed() {
-        Status::Pending
-    } else {
-        Status::Approved
-    };
-    let exchange = match price.exchange {
-        Some(c) => {
-            let id = exchanges::insert(
-                &mut tx,
-                &exchanges::NewExchange {
-                    project_id: &project.id,
-                    kind: "withdrawal",
-                    quote_id: None,
-                    from_currency: c.from.code(),
-                    to_currency: c.to.code(),
-                    from_amount: c.from_amount,
-                    to_amount: amount,
-                    rate: c.rate,
-                    fee: price.total_fee(),
-                },
-                now,
-            )
-            .await?;
-            Some(WithdrawalExchange {
-                id,
-                from_currency: c.from.code().to_string(),
-                from_amount: c.from_amount,
-                rate: c.rate,
-                fee: c.fee,
-            })
-        }
-        None => None,
-    };
-    let address_id = wdb::touch_address(
-        &mut tx,
-        &project.id,
-        payout.code(),
-        req.address.as_str(),
-        req.tag.as_deref(),
-        now,
-    )
-    .await?;
-    let expiry_ms =
-        i64::try_from(state.settings.withdrawals.pending_expiry_hours).unwrap_or(24) * HOUR_MS;
-    let mut w = Withdrawal {
-        id: 0,
-        project_id: project.id.clone(),
-        foreign_id: req.foreign_id.clone(),
-        fingerprint: fingerprint.clone(),
+    let request = intake::Request {
+        project: project.clone(),
+        initiator: initiator.clone(),
         scope,
-        initiator_kind: initiator.kind().to_string(),
-        initiator_id: initiator.id().to_string(),
-        currency: payout.code().to_string(),
-        network: req.address.network().name().to_string(),
-        amount,
-        fee: price.network_fee,
-        address: req.address.as_str().to_string(),
-        tag: req.tag.clone(),
-        end_user_reference: req.end_user_reference.clone(),
-        base_currency: priced.base.code().to_string(),
-        base_value,
-        rate: priced.payout_rate,
-        status,
-        initial_status: status,
-        requirement,
-        usage_hour: hour.clone(),
-        usage_day: day.clone(),
-        error: String::new(),
-        txid: None,
-        address_id,
-        expires_at: (status == Status::Pending).then_some(now + expiry_ms),
-        created_at: now,
-        updated_at: now,
-        exchange,
-        rates_at: Some(priced.rates_at),
+        req,
+        basis,
+        origin: origin.clone(),
+        fingerprint,
     };
-    w.id = match wdb::insert(&mut tx, &w).await {
-        Ok(id) => id,
-        Err(e) if e.is_unique_violation() => {
-            // Lost a race with the same foreign_id: answer as the winner did.
-            drop(tx);
-            let existing = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id)
-                .await?
-                .ok_or_else(|| ApiError::internal("withdrawal vanished after conflict"))?;
-            return replay(existing, &fingerprint);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    balances::apply(
-        &mut tx,
-        &project.id,
-        held_currency.code(),
-        balance,
-        LedgerKind::Hold,
-        held,
-        Some(w.id),
-        now,
-    )
-    .await
-    .map_err(|e| match e {
-        BalanceError::Insufficient => balance_not_enough(),
-        BalanceError::Db(d) => d.into(),
-    })?;
-    let add = |u: Usage| Usage {
-        amount: u.amount + amount,
-        base_amount: u.base_amount + base_value,
-    };
-    limits::put_usages(
-        &mut tx,
-        &project.id,
-        scope,
-        payout.code(),
-        buckets,
-        [add(used_hour), add(used_day)],
-    )
-    .await?;
-    let note = w
-        .requirement
-        .reasons
-        .iter()
-        .map(|r| r.describe())
-        .collect::<Vec<_>>()
-        .join("; ");
-    wdb::add_event(
-        &mut tx,
-        w.id,
-        None,
-        status,
-        initiator.kind(),
-        initiator.id(),
-        &note,
-        now,
-    )
-    .await?;
-    queue_effects(&mut tx, state, &w, now).await?;
-    if status == Status::Pending {
-        alerts::on_pending(&mut tx, state, &w, now).await?;
-    }
-    audit::append(
-        &mut tx,
-        &audit::Entry {
-            project_id: &project.id,
-            actor: initiator,
-            action: "withdrawal.created",
-            subject: format!("withdrawal:{}", w.id),
-            details: json!({
-                "foreign_id": w.foreign_id, "currency": w.currency, "amount": w.amount.to_string(),
-                "fee": w.total_fee().to_string(), "held_currency": held_currency.code(),
-                "held": held.to_string(), "exchange_rate": w.exchange.as_ref().map(|x| x.rate.to_string()),
-                "address": w.address, "status": status.as_str(), "scope": scope.as_str(),
-                "reasons": w.requirement.reasons,
-            }),
-            origin,
-        },
-        now,
-    )
-    .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    state.wake.notify_one();
-    Ok(w)
+    state.intake.submit(state, request).await
 }
 
 /// The audit record of a refused request: the only thing a refusal writes.
@@ -299,48 +129,45 @@ fn replay(existing: Withdrawal, fingerprint: &str) -> Result<Withdrawal, ApiErro
     }
 }
 
-/// The outbox rows a withdrawal entering its current status needs.
+/// Queues the outbox rows a withdrawal entering its current status needs.
 async fn queue_effects(
     tx: &mut Tx,
     state: &AppState,
     w: &Withdrawal,
     now: i64,
 ) -> Result<(), DbError> {
+    jobs::enqueue_many(tx, &effects(state, w, now), now).await
+}
+
+/// The outbox rows a withdrawal entering its current status needs: its callback, and the
+/// payout once it is approved.
+fn effects<'a>(state: &AppState, w: &'a Withdrawal, now: i64) -> Vec<NewJob<'a>> {
+    let mut out = Vec::new();
     if w.status.has_callback() {
         let job = CallbackJob::for_status(w, w.status);
         let give_up = i64::try_from(state.settings.callbacks.give_up_after_hours).unwrap_or(72);
-        jobs::enqueue(
-            tx,
-            &NewJob {
-                kind: JobKind::Callback,
-                project_id: &w.project_id,
-                withdrawal_id: Some(w.id),
-                dedupe_key: job.msg_id.clone(),
-                payload: serde_json::to_string(&job).unwrap_or_default(),
-                run_at: now,
-                deadline: Some(now + give_up * HOUR_MS),
-            },
-            now,
-        )
-        .await?;
+        out.push(NewJob {
+            kind: JobKind::Callback,
+            project_id: &w.project_id,
+            withdrawal_id: Some(w.id),
+            dedupe_key: job.msg_id.clone(),
+            payload: serde_json::to_string(&job).unwrap_or_default(),
+            run_at: now,
+            deadline: Some(now + give_up * HOUR_MS),
+        });
     }
     if w.status == Status::Approved {
-        jobs::enqueue(
-            tx,
-            &NewJob {
-                kind: JobKind::PayoutSubmit,
-                project_id: &w.project_id,
-                withdrawal_id: Some(w.id),
-                dedupe_key: format!("payout_submit:{}", w.id),
-                payload: "{}".into(),
-                run_at: now,
-                deadline: None,
-            },
-            now,
-        )
-        .await?;
+        out.push(NewJob {
+            kind: JobKind::PayoutSubmit,
+            project_id: &w.project_id,
+            withdrawal_id: Some(w.id),
+            dedupe_key: format!("payout_submit:{}", w.id),
+            payload: "{}".into(),
+            run_at: now,
+            deadline: None,
+        });
     }
-    Ok(())
+    out
 }
 
 /// A requested change.

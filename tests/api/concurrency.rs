@@ -241,3 +241,100 @@ async fn exchange_and_plain_withdrawals_racing_count_every_one_in_the_limit_wind
             .is_empty()
     );
 }
+
+/// Withdrawals that arrive while one is being written wait and are then written together, in
+/// one transaction, by the same rules as one by one: each hold against the running balance,
+/// each limit check against the running window, one answer each.
+#[tokio::test]
+async fn withdrawals_queued_behind_a_held_balance_are_written_in_one_batch_by_the_same_rules() {
+    use countersign::domain::money::Currency;
+    use countersign::domain::policy::{LimitSet, Scope};
+    let app = Arc::new(spawn_app().await);
+    app.credit("SBX", "20").await;
+    let now = countersign::clock::Clock::now_ms(&app.clock);
+    let hourly = LimitSet {
+        per_operation: None,
+        per_hour: Some("10".parse().unwrap()),
+        per_day: None,
+    };
+    countersign::service::projects::set_limits(
+        &app.state.db,
+        app.project_id(),
+        Scope::Api,
+        Some(Currency::Sbx),
+        hourly,
+        &Actor::Cli,
+        now,
+    )
+    .await
+    .unwrap();
+    // Hold the balance (on SQLite, the one write connection) so that all 30 queue up.
+    let mut blocker = app.state.db.begin().await.unwrap();
+    balances::lock(&app.state.db, &mut blocker, app.project_id(), "SBX")
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.withdraw(&format!("q{i}"), "SBX", "1", "sbx_wallet_1")
+                    .await
+            })
+        })
+        .collect();
+    crate::helpers::eventually("all 30 waiting to be written", || async {
+        (app.state.intake.unanswered() == 30).then_some(())
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+    let (mut approved, mut pending, mut refused) = (0, 0, 0);
+    for t in tasks {
+        let (code, v) = t.await.unwrap();
+        match (code, v["data"]["status"].as_str()) {
+            (200, Some("approved" | "processing" | "confirmed")) => approved += 1,
+            (200, Some("pending")) => pending += 1,
+            (400, _) if v["error_code"] == "balance_not_enough" => refused += 1,
+            other => panic!("unexpected {other:?}: {v}"),
+        }
+    }
+    // 20 SBX cover 20; the hour's 10 SBX let 10 through without approval.
+    assert_eq!((approved, pending, refused), (10, 10, 10));
+    assert_eq!(app.count("withdrawals").await, 20);
+    // One creation event each (the worker may already have added payout events).
+    let created: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM withdrawal_events WHERE from_status IS NULL")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(created, 20);
+    // At most two transactions wrote the 20: what the writer took first, then the rest.
+    let metrics = app.state.metrics.render(&app.state.db, now).await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("countersign_intake_batch_size_sum"), 20.0);
+    assert!(
+        value("countersign_intake_batch_size_count") <= 2.0,
+        "{metrics}"
+    );
+    let (available, held) = app.balance("SBX").await;
+    assert_eq!(available, "0.00000000");
+    assert_ne!(held, "0.00000000");
+    assert!(
+        balances::reconcile(&app.state.db, app.project_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let chain = countersign::db::audit::verify(&app.state.db, app.project_id())
+        .await
+        .unwrap();
+    assert!(
+        matches!(chain, countersign::db::audit::Verdict::Intact { .. }),
+        "{chain:?}"
+    );
+}

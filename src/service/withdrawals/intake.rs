@@ -1,0 +1,505 @@
+//! Writing new withdrawals, in batches (group commit).
+//!
+//! Every new withdrawal, once priced, checked against the operator gate and found not to be a
+//! replay, is queued here. One task per process takes whatever is queued (up to
+//! [`MAX_BATCH`]) and writes it in one transaction, statement by statement for the whole
+//! batch: each balance and each limit window is taken once, the holds, limits and approval
+//! requirements are worked out here in arrival order exactly as one-by-one creation would,
+//! and then each table gets one multi-row statement (withdrawals, ledger entries, timeline
+//! events, outbox jobs, audit records). While a batch is written the next one gathers, so a
+//! single request waits for no one and a busy service writes dozens per transaction. Locks
+//! are held for one batch's dozen statements instead of a dozen per withdrawal, which is what
+//! lets withdrawals of one project, which all share its balance row, pass at more than a few
+//! hundred a second.
+//!
+//! Each withdrawal still gets its own answer: one refused for its balance is left out of the
+//! batch, as it would have been alone. If the batch's transaction fails as a whole (a
+//! `foreign_id` taken meanwhile by another instance, the same `foreign_id` twice in one batch,
+//! any database error), nothing of it was written and each withdrawal is written again on its
+//! own: the same code with a batch of one, whose errors are that request's own.
+
+use super::{Basis, balance_not_enough, effects, replay};
+use crate::db::audit::{self, Actor, Origin};
+use crate::db::balances::{self, Balance, BalanceError};
+use crate::db::exchanges;
+use crate::db::jobs;
+use crate::db::limits;
+use crate::db::projects::Project;
+use crate::db::withdrawals::{self as wdb, AddressKey, NewEvent, Withdrawal, WithdrawalExchange};
+use crate::db::{DbError, Tx};
+use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
+use crate::domain::withdrawal::{NewWithdrawal, Status};
+use crate::error::ApiError;
+use crate::service::alerts;
+use crate::state::AppState;
+use futures_util::FutureExt;
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::oneshot;
+
+/// The most withdrawals written in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+/// A new withdrawal, priced and checked, waiting to be written.
+pub(crate) struct Request {
+    pub project: Project,
+    pub initiator: Actor,
+    pub scope: Scope,
+    pub req: NewWithdrawal,
+    pub basis: Basis,
+    pub origin: Origin,
+    pub fingerprint: String,
+}
+
+type Answer = Result<Withdrawal, ApiError>;
+
+/// The queue of withdrawals to write, one per process (in [`AppState`]).
+pub struct Intake {
+    queue: Mutex<Queue>,
+    /// Where the writing task runs: the runtime the service started on, which outlives any
+    /// one HTTP worker's.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<(Request, oneshot::Sender<Answer>)>,
+    /// A task is writing (and will look at `waiting` again before it stops).
+    writing: bool,
+    /// The size of the batch being written.
+    in_batch: usize,
+}
+
+impl Intake {
+    pub fn new() -> Intake {
+        Intake {
+            queue: Mutex::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Queues `request` and waits for its answer. The write happens in its own task: a caller
+    /// that goes away does not cancel it (nor anyone else's).
+    pub(crate) async fn submit(&self, state: &AppState, request: Request) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.waiting.push_back((request, reply));
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start {
+            let task = write_queued(state.clone());
+            match &self.runtime {
+                Some(rt) => drop(rt.spawn(task)),
+                None => drop(tokio::spawn(task)),
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(ApiError::internal(
+                "the withdrawal could not be written; nothing was created",
+            ))
+        })
+    }
+
+    /// How many withdrawals wait to be written or are being written.
+    pub fn unanswered(&self) -> usize {
+        let q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.waiting.len() + q.in_batch
+    }
+
+    /// The next batch, or `None` (and the writer stops) when nothing waits.
+    fn next_batch(&self) -> Option<Vec<(Request, oneshot::Sender<Answer>)>> {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = q.waiting.len().min(MAX_BATCH);
+        q.in_batch = n;
+        if n == 0 {
+            q.writing = false;
+            return None;
+        }
+        Some(q.waiting.drain(..n).collect())
+    }
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        Intake::new()
+    }
+}
+
+/// The writing task: batches until the queue is empty.
+async fn write_queued(state: AppState) {
+    while let Some(batch) = state.intake.next_batch() {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        // A panic must not stop intake for good: the batch's callers get an error (their
+        // senders drop; the transaction, if open, rolls back) and the next batch goes on.
+        let written = AssertUnwindSafe(write_answering(&state, &requests))
+            .catch_unwind()
+            .await;
+        match written {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(_) => tracing::error!(
+                withdrawals = requests.len(),
+                "writing a batch of withdrawals panicked; none of them was created"
+            ),
+        }
+    }
+}
+
+/// Writes the batch and answers each request; on a failure of the whole batch, writes each
+/// request on its own.
+async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> {
+    let all: Vec<&Request> = requests.iter().collect();
+    match write(state, &all).await {
+        Ok(answers) => return answers,
+        Err(e) if requests.len() == 1 => return vec![alone_failed(state, &requests[0], e).await],
+        Err(e) => tracing::info!(
+            withdrawals = requests.len(),
+            error = %e,
+            "a batch of withdrawals failed as a whole; writing them one by one"
+        ),
+    }
+    let mut answers = Vec::with_capacity(requests.len());
+    for r in requests {
+        answers.push(match write(state, &[r]).await {
+            Ok(mut one) => one
+                .pop()
+                .unwrap_or_else(|| Err(ApiError::internal("no answer"))),
+            Err(e) => alone_failed(state, r, e).await,
+        });
+    }
+    answers
+}
+
+/// The answer for a request whose own transaction failed: a `foreign_id` created meanwhile is
+/// a replay (answered as the first request was); anything else is the error.
+async fn alone_failed(state: &AppState, r: &Request, e: DbError) -> Answer {
+    if !e.is_unique_violation() {
+        return Err(e.into());
+    }
+    let existing = wdb::by_foreign_id(&state.db, &r.project.id, &r.req.foreign_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("withdrawal vanished after conflict"))?;
+    replay(existing, &r.fingerprint)
+}
+
+/// One request's plan, worked out under the batch's locks.
+struct Planned<'a> {
+    r: &'a Request,
+    status: Status,
+    requirement: ApprovalRequirement,
+}
+
+/// A balance taken by the batch, and the holds placed on it, in order.
+struct Held {
+    read: Balance,
+    available: Decimal,
+    holds: Vec<(Decimal, usize)>,
+}
+
+/// A limit window pair (hour, day) taken by the batch: as read, and as it stands now.
+struct Window {
+    read: [Usage; 2],
+    used: [Usage; 2],
+}
+
+/// Writes `batch` in one transaction. `Ok` holds one answer per request (a balance refusal
+/// is an answer); `Err` means nothing was written.
+async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbError> {
+    let now = state.now();
+    let (hour, day) = limits::buckets(now);
+    let buckets = [hour.as_str(), day.as_str()];
+    let mut tx = state.db.begin().await?;
+
+    // Locks in a fixed order: every balance, then every limit window, each sorted.
+    let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
+    let mut windows: BTreeMap<(&str, Scope, &str), Window> = BTreeMap::new();
+    for r in batch {
+        let held_currency = r.basis.priced.price.held_currency.code();
+        balances.insert((r.project.id.as_str(), held_currency), None);
+    }
+    for (&(project_id, currency), slot) in balances.iter_mut() {
+        *slot = balances::lock(&state.db, &mut tx, project_id, currency)
+            .await?
+            .map(|read| Held {
+                read,
+                available: read.available,
+                holds: Vec::new(),
+            });
+    }
+
+    // Holds first, as one-by-one creation refuses before looking at limits.
+    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
+    let mut accepted = Vec::new();
+    for (i, r) in batch.iter().enumerate() {
+        let price = &r.basis.priced.price;
+        let key = (r.project.id.as_str(), price.held_currency.code());
+        match balances.get_mut(&key).and_then(Option::as_mut) {
+            Some(b) if b.available >= price.held => {
+                b.available -= price.held;
+                b.holds.push((price.held, i));
+                accepted.push(i);
+            }
+            _ => answers[i] = Some(Err(balance_not_enough())),
+        }
+    }
+    for &i in &accepted {
+        let r = batch[i];
+        let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
+        if !windows.contains_key(&key) {
+            let read = limits::lock_usages(&mut tx, &r.project.id, r.scope, key.2, buckets).await?;
+            windows.insert(key, Window { read, used: read });
+        }
+    }
+
+    let mut planned = Vec::with_capacity(accepted.len());
+    for &i in &accepted {
+        let r = batch[i];
+        let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
+        let Some(window) = windows.get_mut(&key) else {
+            return Err(crate::db::corrupt("limit_usage", "window not taken"));
+        };
+        let [used_hour, used_day] = window.used;
+        let requirement = r.basis.requirement(used_hour, used_day);
+        let status = if requirement.is_needed() {
+            Status::Pending
+        } else {
+            Status::Approved
+        };
+        let (amount, base_value) = (r.basis.priced.price.received, r.basis.priced.base_value);
+        window.used = window.used.map(|u| Usage {
+            amount: u.amount + amount,
+            base_amount: u.base_amount + base_value,
+        });
+        planned.push(Planned {
+            r,
+            status,
+            requirement,
+        });
+    }
+
+    // The address book, once per distinct destination.
+    let mut keys: Vec<AddressKey> = Vec::new();
+    for p in &planned {
+        let k = address_key(p.r);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let address_ids = wdb::touch_addresses(&mut tx, &keys, now).await?;
+
+    let expiry_ms = i64::try_from(state.settings.withdrawals.pending_expiry_hours).unwrap_or(24)
+        * crate::clock::HOUR_MS;
+    let mut rows = Vec::with_capacity(planned.len());
+    for p in &planned {
+        let exchange = match p.r.basis.priced.price.exchange {
+            Some(c) => Some(record_exchange(&mut tx, p.r, c, now).await?),
+            None => None,
+        };
+        let k = address_key(p.r);
+        let address_id = keys
+            .iter()
+            .position(|x| *x == k)
+            .map(|i| address_ids[i])
+            .ok_or_else(|| crate::db::corrupt("payout_addresses", "address not touched"))?;
+        rows.push(withdrawal(
+            p, exchange, address_id, &hour, &day, expiry_ms, now,
+        ));
+    }
+    let ids = wdb::insert_many(&mut tx, &rows.iter().collect::<Vec<_>>()).await?;
+    for (w, id) in rows.iter_mut().zip(ids) {
+        w.id = id;
+    }
+    let row_of = |i: usize| {
+        accepted
+            .iter()
+            .position(|&a| a == i)
+            .map(|at| &rows[at])
+            .ok_or_else(|| crate::db::corrupt("withdrawals", "hold without a withdrawal"))
+    };
+
+    for (&(project_id, currency), b) in &balances {
+        let Some(b) = b else { continue };
+        if b.holds.is_empty() {
+            continue;
+        }
+        let holds = b
+            .holds
+            .iter()
+            .map(|&(amount, i)| Ok((amount, row_of(i)?.id)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        balances::hold_many(&mut tx, project_id, currency, b.read, &holds, now)
+            .await
+            .map_err(|e| match e {
+                BalanceError::Db(d) => d,
+                BalanceError::Insufficient => {
+                    crate::db::corrupt("balances", "holds beyond the balance read")
+                }
+            })?;
+    }
+    for (&(project_id, scope, currency), w) in &windows {
+        if w.used != w.read {
+            limits::put_usages(&mut tx, project_id, scope, currency, buckets, w.used).await?;
+        }
+    }
+
+    let notes: Vec<String> = rows
+        .iter()
+        .map(|w| {
+            let reasons = w.requirement.reasons.iter().map(|r| r.describe());
+            reasons.collect::<Vec<_>>().join("; ")
+        })
+        .collect();
+    let events: Vec<NewEvent> = rows
+        .iter()
+        .zip(&planned)
+        .zip(&notes)
+        .map(|((w, p), note)| NewEvent {
+            withdrawal_id: w.id,
+            from: None,
+            to: w.status,
+            actor_kind: p.r.initiator.kind(),
+            actor_id: p.r.initiator.id(),
+            note,
+        })
+        .collect();
+    wdb::add_events(&mut tx, &events, now).await?;
+    let outbox: Vec<jobs::NewJob> = rows.iter().flat_map(|w| effects(state, w, now)).collect();
+    jobs::enqueue_many(&mut tx, &outbox, now).await?;
+    for w in rows.iter().filter(|w| w.status == Status::Pending) {
+        alerts::on_pending(&mut tx, state, w, now).await?;
+    }
+    let records: Vec<audit::Entry> = rows
+        .iter()
+        .zip(&planned)
+        .map(|(w, p)| created_record(w, p.r))
+        .collect();
+    audit::append_many(&mut tx, &records, now).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    state.wake.notify_one();
+    if !rows.is_empty() {
+        state.metrics.intake_batch(rows.len());
+    }
+
+    let mut rows = rows.into_iter();
+    Ok(answers
+        .into_iter()
+        .map(|a| match a {
+            Some(refused) => refused,
+            None => rows
+                .next()
+                .ok_or_else(|| ApiError::internal("withdrawal missing from its batch")),
+        })
+        .collect())
+}
+
+fn address_key(r: &Request) -> AddressKey<'_> {
+    AddressKey {
+        project_id: &r.project.id,
+        currency: r.req.payout.code(),
+        address: r.req.address.as_str(),
+        tag: r.req.tag.as_deref().unwrap_or(""),
+    }
+}
+
+async fn record_exchange(
+    tx: &mut Tx,
+    r: &Request,
+    c: crate::domain::exchange::Conversion,
+    now: i64,
+) -> Result<WithdrawalExchange, DbError> {
+    let price = &r.basis.priced.price;
+    let id = exchanges::insert(
+        tx,
+        &exchanges::NewExchange {
+            project_id: &r.project.id,
+            kind: "withdrawal",
+            quote_id: None,
+            from_currency: c.from.code(),
+            to_currency: c.to.code(),
+            from_amount: c.from_amount,
+            to_amount: price.received,
+            rate: c.rate,
+            fee: price.total_fee(),
+        },
+        now,
+    )
+    .await?;
+    Ok(WithdrawalExchange {
+        id,
+        from_currency: c.from.code().to_string(),
+        from_amount: c.from_amount,
+        rate: c.rate,
+        fee: c.fee,
+    })
+}
+
+/// The row for a planned withdrawal (its id is filled in once inserted).
+fn withdrawal(
+    p: &Planned,
+    exchange: Option<WithdrawalExchange>,
+    address_id: i64,
+    hour: &str,
+    day: &str,
+    expiry_ms: i64,
+    now: i64,
+) -> Withdrawal {
+    let (r, status) = (p.r, p.status);
+    let priced = &r.basis.priced;
+    Withdrawal {
+        id: 0,
+        project_id: r.project.id.clone(),
+        foreign_id: r.req.foreign_id.clone(),
+        fingerprint: r.fingerprint.clone(),
+        scope: r.scope,
+        initiator_kind: r.initiator.kind().to_string(),
+        initiator_id: r.initiator.id().to_string(),
+        currency: r.req.payout.code().to_string(),
+        network: r.req.address.network().name().to_string(),
+        amount: priced.price.received,
+        fee: priced.price.network_fee,
+        address: r.req.address.as_str().to_string(),
+        tag: r.req.tag.clone(),
+        end_user_reference: r.req.end_user_reference.clone(),
+        base_currency: priced.base.code().to_string(),
+        base_value: priced.base_value,
+        rate: priced.payout_rate,
+        status,
+        initial_status: status,
+        requirement: p.requirement.clone(),
+        usage_hour: hour.to_string(),
+        usage_day: day.to_string(),
+        error: String::new(),
+        txid: None,
+        address_id,
+        expires_at: (status == Status::Pending).then_some(now + expiry_ms),
+        created_at: now,
+        updated_at: now,
+        exchange,
+        rates_at: Some(priced.rates_at),
+    }
+}
+
+fn created_record<'a>(w: &Withdrawal, r: &'a Request) -> audit::Entry<'a> {
+    let price = &r.basis.priced.price;
+    audit::Entry {
+        project_id: &r.project.id,
+        actor: &r.initiator,
+        action: "withdrawal.created",
+        subject: format!("withdrawal:{}", w.id),
+        details: json!({
+            "foreign_id": w.foreign_id, "currency": w.currency, "amount": w.amount.to_string(),
+            "fee": w.total_fee().to_string(), "held_currency": price.held_currency.code(),
+            "held": price.held.to_string(), "exchange_rate": w.exchange.as_ref().map(|x| x.rate.to_string()),
+            "address": w.address, "status": w.status.as_str(), "scope": w.scope.as_str(),
+            "reasons": w.requirement.reasons,
+        }),
+        origin: &r.origin,
+    }
+}
