@@ -30,6 +30,30 @@ enum Outcome {
     Dead(String),
 }
 
+/// A unit of a round's work: one job, or all of its payout jobs together.
+enum Unit {
+    One(Job),
+    Payouts(Vec<Job>),
+}
+
+/// What the rail's answer means for a payout job: an outcome now, or a change to record.
+enum Asked {
+    Outcome(Outcome),
+    Step(Box<Step>),
+}
+
+/// A status change the rail's answer calls for (recorded with the batch's others).
+struct Step {
+    withdrawal: wdb::Withdrawal,
+    event: Event,
+    note: String,
+    error: Option<String>,
+    txid: Option<String>,
+    check_at: Option<i64>,
+}
+
+type DoneSender = tokio::sync::mpsc::UnboundedSender<i64>;
+
 pub struct Worker {
     state: AppState,
     owner: String,
@@ -120,25 +144,40 @@ impl Worker {
         .await?;
         let n = claimed.len();
         let stop = stop.clone();
+        // Payout jobs go together (see `payouts`); the others run one by one, side by side.
+        let (payouts, others): (Vec<Job>, Vec<Job>) = claimed.into_iter().partition(|j| {
+            matches!(
+                JobKind::parse(&j.kind),
+                Some(JobKind::PayoutSubmit | JobKind::PayoutCheck)
+            )
+        });
         // Jobs that are simply done are marked so together: whatever finished meanwhile, in
         // one statement, while the others run on (a done job must not wait for a slow one in
         // its batch, or its lease could run out and another instance run it again). The
         // marking runs beside the jobs, never while they are paused: on SQLite a paused job
         // may hold the one write connection.
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        // The payouts first, as one unit of work beside the others.
+        let mut units: Vec<Unit> = Vec::with_capacity(others.len() + 1);
+        if !payouts.is_empty() {
+            units.push(Unit::Payouts(payouts));
+        }
+        units.extend(others.into_iter().map(Unit::One));
         let run = async move {
-            stream::iter(claimed)
+            stream::iter(units)
                 .take_while(move |_| std::future::ready(!*stop.borrow()))
-                .for_each_concurrent(s.concurrency, |job| {
+                .for_each_concurrent(s.concurrency, |unit| {
                     let done_tx = done_tx.clone();
                     async move {
-                        match self.finish(&job).await {
-                            Ok(Some(id)) => {
-                                let _ = done_tx.send(id);
+                        match unit {
+                            Unit::One(job) => {
+                                let outcome = self.run_job(&job).await;
+                                self.record(&job, outcome, &done_tx).await;
                             }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(job = job.id, error = %e, "could not record job outcome");
+                            Unit::Payouts(jobs) => {
+                                for (job, outcome) in self.payouts(jobs).await {
+                                    self.record(&job, outcome, &done_tx).await;
+                                }
                             }
                         }
                     }
@@ -165,14 +204,26 @@ impl Worker {
         Ok(expired + n)
     }
 
-    /// Runs `job` and records a retry or a death; returns its id when it is done (for the
-    /// caller to record).
-    async fn finish(&self, job: &Job) -> Result<Option<i64>, DbError> {
-        let outcome = self.run_job(job).await;
+    /// Records what became of `job`: a retry or a death here, a done job through `done` (to
+    /// be marked with others).
+    async fn record(&self, job: &Job, outcome: Outcome, done: &DoneSender) {
+        if let Err(e) = self.try_record(job, outcome, done).await {
+            tracing::warn!(job = job.id, error = %e, "could not record job outcome");
+        }
+    }
+
+    async fn try_record(
+        &self,
+        job: &Job,
+        outcome: Outcome,
+        done: &DoneSender,
+    ) -> Result<(), DbError> {
         let now = self.state.now();
         let db = &self.state.db;
         match outcome {
-            Outcome::Done => return Ok(Some(job.id)),
+            Outcome::Done => {
+                let _ = done.send(job.id);
+            }
             Outcome::Retry { at, error, counts } => {
                 if counts {
                     tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempts, error = error.as_deref().unwrap_or(""), "job failed; will retry");
@@ -186,14 +237,19 @@ impl Worker {
                 jobs::kill(db, job.id, &self.owner, &error, now).await?
             }
         }
-        Ok(None)
+        Ok(())
     }
 
     async fn run_job(&self, job: &Job) -> Outcome {
         let result = match JobKind::parse(&job.kind) {
             Some(JobKind::Callback) => self.deliver_callback(job).await,
-            Some(JobKind::PayoutSubmit) => self.advance_payout(job, Status::Approved).await,
-            Some(JobKind::PayoutCheck) => self.advance_payout(job, Status::Processing).await,
+            // Run together by `payouts` (`round` hands them there); hand one back if it ends
+            // up here.
+            Some(JobKind::PayoutSubmit | JobKind::PayoutCheck) => Ok(Outcome::Retry {
+                at: self.state.now(),
+                error: None,
+                counts: false,
+            }),
             Some(JobKind::Email) => self.send_email(job).await,
             Some(JobKind::ApprovalEmail) => self.send_approval_email(job).await,
             Some(JobKind::Slack) => self.send_slack(job).await,
@@ -213,43 +269,6 @@ impl Worker {
         retry_delay_ms(attempt, jitter).min(cap)
     }
 
-    async fn withdrawal(&self, job: &Job) -> Result<Option<wdb::Withdrawal>, DbError> {
-        match job.withdrawal_id {
-            Some(id) => wdb::by_id(&self.state.db, id).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn apply(
-        &self,
-        w: &wdb::Withdrawal,
-        event: Event,
-        note: &str,
-        error: Option<&str>,
-        txid: Option<&str>,
-        check_at: Option<i64>,
-    ) -> Result<Outcome, DbError> {
-        let r = svc::change(
-            &self.state,
-            w,
-            Change {
-                event,
-                actor: &Actor::System,
-                note,
-                error,
-                txid,
-                check_at,
-                origin: &Origin::default(),
-            },
-        )
-        .await;
-        match r {
-            // Someone else moved it on (another instance, a cancel): nothing left to do here.
-            Ok(_) | Err(ChangeError::NotAllowed(_)) => Ok(Outcome::Done),
-            Err(ChangeError::Db(e)) => Err(e),
-        }
-    }
-
     fn payout_request(w: &wdb::Withdrawal) -> PayoutRequest {
         PayoutRequest {
             idempotency_key: payout_key(w.id),
@@ -261,66 +280,161 @@ impl Worker {
         }
     }
 
-    /// Moves a payout along: hands it to the rail when `approved`, asks the rail where it
-    /// stands when `processing`, and records what the rail says.
-    async fn advance_payout(&self, job: &Job, expected: Status) -> Result<Outcome, DbError> {
-        let Some(w) = self.withdrawal(job).await? else {
-            return Ok(Outcome::Dead("withdrawal not found".into()));
+    /// Moves payouts along: hands each to the rail when `approved`, asks the rail where it
+    /// stands when `processing` (side by side, up to `worker.concurrency` at once), then
+    /// records everything the rail said in one transaction (see `svc::change_many`). A
+    /// failure of that transaction retries every job in it; the changes are conditional on
+    /// the status read, so a retry never moves a withdrawal twice.
+    async fn payouts(&self, jobs: Vec<Job>) -> Vec<(Job, Outcome)> {
+        let ids: Vec<i64> = jobs.iter().filter_map(|j| j.withdrawal_id).collect();
+        let read = match wdb::by_ids(&self.state.db, &ids).await {
+            Ok(ws) => ws,
+            Err(e) => return self.all_retry(jobs, &e),
+        };
+        // Side by side, `worker.concurrency` at a time.
+        let mut jobs = jobs.into_iter();
+        let mut asked: Vec<(Job, Asked)> = Vec::new();
+        loop {
+            let round: Vec<Job> = jobs
+                .by_ref()
+                .take(self.state.settings.worker.concurrency.max(1))
+                .collect();
+            if round.is_empty() {
+                break;
+            }
+            let answers = futures_util::future::join_all(round.iter().map(|job| {
+                let w = job
+                    .withdrawal_id
+                    .and_then(|id| read.iter().find(|w| w.id == id));
+                self.ask_rail(job, w)
+            }))
+            .await;
+            asked.extend(round.into_iter().zip(answers));
+        }
+        let (mut answered, mut steps) = (Vec::new(), Vec::new());
+        for (job, asked) in asked {
+            match asked {
+                Asked::Outcome(o) => answered.push((job, o)),
+                Asked::Step(step) => steps.push((job, step)),
+            }
+        }
+        if steps.is_empty() {
+            return answered;
+        }
+        let system = Actor::System;
+        let origin = Origin::default();
+        let changes: Vec<(&wdb::Withdrawal, Change)> = steps
+            .iter()
+            .map(|(_, s)| {
+                (
+                    &s.withdrawal,
+                    Change {
+                        event: s.event,
+                        actor: &system,
+                        note: &s.note,
+                        error: s.error.as_deref(),
+                        txid: s.txid.as_deref(),
+                        check_at: s.check_at,
+                        origin: &origin,
+                    },
+                )
+            })
+            .collect();
+        match svc::change_many(&self.state, &changes).await {
+            // Moved, or someone else (another instance, a cancel) moved it on first: either
+            // way nothing is left to do here.
+            Ok(_) => answered.extend(steps.into_iter().map(|(job, _)| (job, Outcome::Done))),
+            Err(ChangeError::NotAllowed(_)) => {
+                answered.extend(steps.into_iter().map(|(job, _)| (job, Outcome::Done)))
+            }
+            Err(ChangeError::Db(e)) => {
+                answered.extend(self.all_retry(steps.into_iter().map(|(j, _)| j).collect(), &e))
+            }
+        }
+        answered
+    }
+
+    fn all_retry(&self, jobs: Vec<Job>, e: &DbError) -> Vec<(Job, Outcome)> {
+        jobs.into_iter()
+            .map(|job| {
+                let at = self.state.now() + self.backoff(job.attempts, MINUTE_MS * 5);
+                let outcome = Outcome::Retry {
+                    at,
+                    error: Some(e.to_string()),
+                    counts: true,
+                };
+                (job, outcome)
+            })
+            .collect()
+    }
+
+    /// What the rail says about one payout job's withdrawal (`w`, as read for the batch).
+    async fn ask_rail(&self, job: &Job, w: Option<&wdb::Withdrawal>) -> Asked {
+        let Some(w) = w else {
+            return Asked::Outcome(Outcome::Dead("withdrawal not found".into()));
+        };
+        let submitting = JobKind::parse(&job.kind) == Some(JobKind::PayoutSubmit);
+        let expected = if submitting {
+            Status::Approved
+        } else {
+            Status::Processing
         };
         if w.status != expected {
             // Someone already moved it on.
-            return Ok(Outcome::Done);
+            return Asked::Outcome(Outcome::Done);
         }
         let now = self.state.now();
-        let submitting = expected == Status::Approved;
         let answer = if submitting {
             self.state
                 .payout
-                .submit(&Self::payout_request(&w), now)
+                .submit(&Self::payout_request(w), now)
                 .await
         } else {
             self.state.payout.status(&payout_key(w.id), now).await
         };
-        let submitted = "submitted to the payout rail";
+        let step = |event, note: String, error, txid, check_at| {
+            Asked::Step(Box::new(Step {
+                withdrawal: w.clone(),
+                event,
+                note,
+                error,
+                txid,
+                check_at,
+            }))
+        };
+        let submitted = || "submitted to the payout rail".to_string();
         match answer {
-            Ok(PayoutState::InFlight { txid, check_at }) if submitting => {
-                self.apply(
-                    &w,
-                    Event::PayoutSubmitted,
-                    submitted,
-                    None,
-                    Some(&txid),
-                    Some(check_at),
-                )
-                .await
-            }
-            Ok(PayoutState::Confirmed { txid }) if submitting => {
-                self.apply(
-                    &w,
-                    Event::PayoutSubmitted,
-                    submitted,
-                    None,
-                    Some(&txid),
-                    Some(now),
-                )
-                .await
-            }
-            Ok(PayoutState::InFlight { check_at, .. }) => Ok(Outcome::Retry {
+            Ok(PayoutState::InFlight { txid, check_at }) if submitting => step(
+                Event::PayoutSubmitted,
+                submitted(),
+                None,
+                Some(txid),
+                Some(check_at),
+            ),
+            Ok(PayoutState::Confirmed { txid }) if submitting => step(
+                Event::PayoutSubmitted,
+                submitted(),
+                None,
+                Some(txid),
+                Some(now),
+            ),
+            Ok(PayoutState::InFlight { check_at, .. }) => Asked::Outcome(Outcome::Retry {
                 at: check_at.max(now + 100),
                 error: None,
                 counts: false,
             }),
-            Ok(PayoutState::Confirmed { txid }) => {
-                let note = "confirmed by the payout rail";
-                self.apply(&w, Event::PayoutConfirmed, note, None, Some(&txid), None)
-                    .await
-            }
+            Ok(PayoutState::Confirmed { txid }) => step(
+                Event::PayoutConfirmed,
+                "confirmed by the payout rail".to_string(),
+                None,
+                Some(txid),
+                None,
+            ),
             Ok(PayoutState::Failed { reason }) | Err(PayoutError::Rejected(reason)) => {
                 let error = format!("Payout failed: {reason}");
-                self.apply(&w, Event::PayoutFailed, &error, Some(&error), None, None)
-                    .await
+                step(Event::PayoutFailed, error.clone(), Some(error), None, None)
             }
-            Err(PayoutError::Transient(e)) => Ok(Outcome::Retry {
+            Err(PayoutError::Transient(e)) => Asked::Outcome(Outcome::Retry {
                 at: now + self.backoff(job.attempts, MINUTE_MS * 5),
                 error: Some(e),
                 counts: true,

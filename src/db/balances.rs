@@ -159,21 +159,21 @@ async fn movement(
     movements(tx, project_id, currency, current, &moves, now).await
 }
 
-/// Holds for several withdrawals on one locked balance, in the order given: one ledger entry
-/// each, one update of the balance. Fails as a whole (nothing written) if any would take the
-/// balance below zero; the caller checks each hold against the running balance first.
-pub async fn hold_many(
+/// Several withdrawals' movements (holds, releases, debits) on one locked balance, in the
+/// order given: one ledger entry each, one update of the balance. Fails as a whole (nothing
+/// written) if any would take the balance below zero.
+pub async fn move_many(
     tx: &mut Tx,
     project_id: &str,
     currency: &str,
     current: Balance,
-    holds: &[(Decimal, i64)],
+    moves: &[(LedgerKind, Decimal, i64)],
     now: i64,
 ) -> Result<Balance, BalanceError> {
-    let moves: Vec<Move> = holds
+    let moves: Vec<Move> = moves
         .iter()
-        .map(|&(amount, withdrawal_id)| Move {
-            kind: LedgerKind::Hold,
+        .map(|&(kind, amount, withdrawal_id)| Move {
+            kind,
             amount,
             source: Source {
                 withdrawal_id: Some(withdrawal_id),

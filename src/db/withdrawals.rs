@@ -253,6 +253,24 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<Withdrawal>, DbError> {
     row.as_ref().map(from_row).transpose()
 }
 
+/// The withdrawals with these ids (those that exist), in no particular order.
+pub async fn by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Withdrawal>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (1..=ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE id IN ({list})");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(db.reader()).await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Reads a withdrawal inside a write transaction and keeps it locked until commit: decisions
 /// on one withdrawal queue here, so each sees the votes of those before it.
 pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Withdrawal>, DbError> {
@@ -292,6 +310,48 @@ pub async fn set_status(
     .execute(&mut **tx)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// One conditional status write of [`set_statuses`].
+pub struct StatusWrite<'a> {
+    pub id: i64,
+    pub from: Status,
+    pub to: Status,
+    pub error: Option<&'a str>,
+    pub txid: Option<&'a str>,
+}
+
+/// [`set_status`] for several withdrawals in one statement. Returns the ids that moved (those
+/// still in their `from` status); the others were moved by someone else first.
+pub async fn set_statuses(
+    tx: &mut Tx,
+    writes: &[StatusWrite<'_>],
+    now: i64,
+) -> Result<Vec<i64>, DbError> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "WITH v (wid, from_status, to_status, new_error, new_txid) AS (VALUES {})
+         UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
+            txid = COALESCE(v.new_txid, withdrawals.txid), updated_at = $1
+         FROM v WHERE withdrawals.id = v.wid AND withdrawals.status = v.from_status
+         RETURNING id",
+        super::values_list(writes.len(), 5, 2)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for w in writes {
+        q = q
+            .bind(w.id)
+            .bind(w.from.as_str())
+            .bind(w.to.as_str())
+            .bind(w.error.map(str::to_string))
+            .bind(w.txid.map(str::to_string));
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>("id").map_err(DbError::from))
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]

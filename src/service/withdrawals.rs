@@ -21,7 +21,9 @@ use crate::notify::gate::{self, GateInput, GateRefusal, WithdrawRequest};
 use crate::service::alerts;
 use crate::state::AppState;
 use requirement::Basis;
+use rust_decimal::Decimal;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 mod intake;
 mod requirement;
@@ -127,16 +129,6 @@ fn replay(existing: Withdrawal, fingerprint: &str) -> Result<Withdrawal, ApiErro
             ),
         ))
     }
-}
-
-/// Queues the outbox rows a withdrawal entering its current status needs.
-async fn queue_effects(
-    tx: &mut Tx,
-    state: &AppState,
-    w: &Withdrawal,
-    now: i64,
-) -> Result<(), DbError> {
-    jobs::enqueue_many(tx, &effects(state, w, now), now).await
 }
 
 /// The outbox rows a withdrawal entering its current status needs: its callback, and the
@@ -249,20 +241,40 @@ pub async fn change(
     if transition(w.status, change.event).is_err() {
         return Err(decided(state, w.id).await?);
     }
+    match change_many(state, &[(w, change)]).await?.pop().flatten() {
+        Some(after) => Ok(after),
+        None => Err(decided(state, w.id).await?),
+    }
+}
+
+/// [`change`] for several withdrawals in one transaction (the worker's payouts): one
+/// statement per table for all of them. Each answer is the withdrawal after its change, or
+/// `None` when it was no longer in the status it was read in (or the event does not apply
+/// to that status): someone else moved it first.
+pub async fn change_many(
+    state: &AppState,
+    items: &[(&Withdrawal, Change<'_>)],
+) -> Result<Vec<Option<Withdrawal>>, ChangeError> {
     let mut tx = state.db.begin().await?;
-    let balance = lock_funds(state, &mut tx, w, change.event).await?;
-    match change_in(state, &mut tx, w, &change, balance).await? {
-        Some(after) => {
-            tx.commit().await.map_err(DbError::from)?;
-            state.wake.notify_one();
-            state.metrics.moved(after.status);
-            Ok(after)
-        }
-        None => {
-            drop(tx);
-            Err(decided(state, w.id).await?)
+    // Lock order: balances (sorted), then the withdrawals (in the status update).
+    let mut held: BTreeMap<(String, String), Option<balances::Balance>> = BTreeMap::new();
+    for (w, change) in items {
+        if matches!(transition(w.status, change.event), Ok((_, f)) if f != FundsEffect::None) {
+            let (currency, _) = w.held();
+            held.insert((w.project_id.clone(), currency.to_string()), None);
         }
     }
+    for ((project_id, currency), slot) in held.iter_mut() {
+        *slot = balances::lock(&state.db, &mut tx, project_id, currency).await?;
+    }
+    let refs: Vec<(&Withdrawal, &Change)> = items.iter().map(|(w, c)| (*w, c)).collect();
+    let afters = changes_in(state, &mut tx, &refs, &mut held).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    state.wake.notify_one();
+    for after in afters.iter().flatten() {
+        state.metrics.moved(after.status);
+    }
+    Ok(afters)
 }
 
 /// Locks the balance `event` will move funds on, if it moves any. Lock order everywhere:
@@ -292,109 +304,160 @@ pub(crate) async fn change_in(
     change: &Change<'_>,
     balance: Option<balances::Balance>,
 ) -> Result<Option<Withdrawal>, ChangeError> {
-    let Ok((to, funds)) = transition(w.status, change.event) else {
-        return Ok(None);
-    };
-    let now = state.now();
-    let (held_currency, held) = w.held();
-    if !wdb::set_status(tx, w.id, w.status, to, change.error, change.txid, now).await? {
-        return Ok(None);
+    let mut held = BTreeMap::new();
+    if let Some(b) = balance {
+        let (currency, _) = w.held();
+        held.insert((w.project_id.clone(), currency.to_string()), Some(b));
     }
-    match (funds, balance) {
-        (FundsEffect::None, _) => {}
-        (effect, Some(balance)) => {
-            let kind = if effect == FundsEffect::Debit {
-                LedgerKind::Debit
-            } else {
-                LedgerKind::Release
-            };
-            balances::apply(
-                tx,
-                &w.project_id,
-                held_currency,
-                balance,
-                kind,
-                held,
-                Some(w.id),
-                now,
-            )
-            .await?;
-            if effect == FundsEffect::Release {
-                let minus = Usage {
-                    amount: -w.amount,
-                    base_amount: -w.base_value,
-                };
-                let buckets = [w.usage_hour.as_str(), w.usage_day.as_str()];
-                limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
-            }
+    Ok(changes_in(state, tx, &[(w, change)], &mut held)
+        .await?
+        .pop()
+        .flatten())
+}
+
+/// A release or debit of a withdrawal's held funds.
+type Move = (LedgerKind, Decimal, i64);
+
+/// Balances a transaction holds, by project and currency (`None`: there is no such row).
+type HeldBalances = BTreeMap<(String, String), Option<balances::Balance>>;
+
+/// The changes inside the caller's transaction, which holds (in `held`) every balance they
+/// move funds on; `held` is kept up to date. One statement per table for all of them: the
+/// conditional status writes, each balance's ledger entries, the timeline events, the outbox
+/// rows, the audit records. Each answer is `None` when that withdrawal was not moved.
+async fn changes_in(
+    state: &AppState,
+    tx: &mut Tx,
+    items: &[(&Withdrawal, &Change<'_>)],
+    held: &mut HeldBalances,
+) -> Result<Vec<Option<Withdrawal>>, ChangeError> {
+    let now = state.now();
+    let mut writes = Vec::new();
+    let mut planned = Vec::new();
+    for (i, (w, change)) in items.iter().enumerate() {
+        if let Ok((to, funds)) = transition(w.status, change.event) {
+            writes.push(wdb::StatusWrite {
+                id: w.id,
+                from: w.status,
+                to,
+                error: change.error,
+                txid: change.txid,
+            });
+            planned.push((i, to, funds));
         }
-        (_, None) => {
+    }
+    let moved = wdb::set_statuses(tx, &writes, now).await?;
+    let planned: Vec<_> = planned
+        .into_iter()
+        .filter(|&(i, _, _)| moved.contains(&items[i].0.id))
+        .collect();
+
+    // Funds: per balance, every release or debit in one statement.
+    let mut moves: BTreeMap<(String, String), Vec<Move>> = BTreeMap::new();
+    for &(i, _, funds) in &planned {
+        let w = items[i].0;
+        let kind = match funds {
+            FundsEffect::None => continue,
+            FundsEffect::Debit => LedgerKind::Debit,
+            FundsEffect::Release => LedgerKind::Release,
+        };
+        let (currency, amount) = w.held();
+        let key = (w.project_id.clone(), currency.to_string());
+        moves.entry(key).or_default().push((kind, amount, w.id));
+    }
+    for (key, list) in moves {
+        let Some(Some(balance)) = held.get(&key).copied() else {
             return Err(ChangeError::Db(crate::db::corrupt(
                 "balances",
-                format!(
-                    "{}/{held_currency} missing for held withdrawal",
-                    w.project_id
-                ),
+                format!("{}/{} missing for held withdrawal", key.0, key.1),
             )));
+        };
+        let after = balances::move_many(tx, &key.0, &key.1, balance, &list, now).await?;
+        held.insert(key, Some(after));
+    }
+    for &(i, _, funds) in &planned {
+        let w = items[i].0;
+        if funds == FundsEffect::Release {
+            let minus = Usage {
+                amount: -w.amount,
+                base_amount: -w.base_value,
+            };
+            let buckets = [w.usage_hour.as_str(), w.usage_day.as_str()];
+            limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
         }
     }
-    let mut after = w.clone();
-    after.status = to;
-    after.updated_at = now;
-    if let Some(e) = change.error {
-        after.error = e.to_string();
+
+    let mut answers: Vec<Option<Withdrawal>> = vec![None; items.len()];
+    for &(i, to, _) in &planned {
+        let (w, change) = items[i];
+        let mut after = w.clone();
+        after.status = to;
+        after.updated_at = now;
+        if let Some(e) = change.error {
+            after.error = e.to_string();
+        }
+        if let Some(t) = change.txid {
+            after.txid = Some(t.to_string());
+        }
+        answers[i] = Some(after);
     }
-    if let Some(t) = change.txid {
-        after.txid = Some(t.to_string());
-    }
-    wdb::add_event(
-        tx,
-        w.id,
-        Some(w.status),
-        to,
-        change.actor.kind(),
-        change.actor.id(),
-        change.note,
-        now,
-    )
-    .await?;
-    queue_effects(tx, state, &after, now).await?;
-    if w.status == Status::Pending {
-        alerts::on_decided(tx, state, &after, change.actor, change.note, now).await?;
-    }
-    if to == Status::Processing {
-        jobs::enqueue(
-            tx,
-            &NewJob {
+    let events: Vec<wdb::NewEvent> = planned
+        .iter()
+        .map(|&(i, to, _)| {
+            let (w, change) = items[i];
+            wdb::NewEvent {
+                withdrawal_id: w.id,
+                from: Some(w.status),
+                to,
+                actor_kind: change.actor.kind(),
+                actor_id: change.actor.id(),
+                note: change.note,
+            }
+        })
+        .collect();
+    wdb::add_events(tx, &events, now).await?;
+    let mut outbox = Vec::new();
+    for &(i, to, _) in &planned {
+        let Some(after) = &answers[i] else { continue };
+        outbox.extend(effects(state, after, now));
+        if to == Status::Processing {
+            outbox.push(NewJob {
                 kind: JobKind::PayoutCheck,
-                project_id: &w.project_id,
-                withdrawal_id: Some(w.id),
-                dedupe_key: format!("payout_check:{}", w.id),
+                project_id: &after.project_id,
+                withdrawal_id: Some(after.id),
+                dedupe_key: format!("payout_check:{}", after.id),
                 payload: "{}".into(),
-                run_at: change.check_at.unwrap_or(now),
+                run_at: items[i].1.check_at.unwrap_or(now),
                 deadline: None,
-            },
-            now,
-        )
-        .await?;
+            });
+        }
     }
-    audit::append(
-        tx,
-        &audit::Entry {
-            project_id: &w.project_id,
-            actor: change.actor,
-            action: "withdrawal.status_changed",
-            subject: format!("withdrawal:{}", w.id),
-            details: json!({
-                "from": w.status.as_str(), "to": to.as_str(), "note": change.note,
-                "error": change.error, "txid": change.txid,
-            }),
-            origin: change.origin,
-        },
-        now,
-    )
-    .await?;
-    Ok(Some(after))
+    jobs::enqueue_many(tx, &outbox, now).await?;
+    for &(i, _, _) in &planned {
+        let (w, change) = items[i];
+        if let (Status::Pending, Some(after)) = (w.status, &answers[i]) {
+            alerts::on_decided(tx, state, after, change.actor, change.note, now).await?;
+        }
+    }
+    let records: Vec<audit::Entry> = planned
+        .iter()
+        .map(|&(i, to, _)| {
+            let (w, change) = items[i];
+            audit::Entry {
+                project_id: &w.project_id,
+                actor: change.actor,
+                action: "withdrawal.status_changed",
+                subject: format!("withdrawal:{}", w.id),
+                details: json!({
+                    "from": w.status.as_str(), "to": to.as_str(), "note": change.note,
+                    "error": change.error, "txid": change.txid,
+                }),
+                origin: change.origin,
+            }
+        })
+        .collect();
+    audit::append_many(tx, &records, now).await?;
+    Ok(answers)
 }
 
 /// The merchant's cancel: only while pending.

@@ -15,12 +15,14 @@
 //! Each withdrawal still gets its own answer: one refused for its balance is left out of the
 //! batch, as it would have been alone. If the batch's transaction fails as a whole (a
 //! `foreign_id` taken meanwhile by another instance, the same `foreign_id` twice in one batch,
-//! any database error), nothing of it was written and each withdrawal is written again on its
-//! own: the same code with a batch of one, whose errors are that request's own.
+//! an error of the statements), nothing of it was written and each withdrawal is written again
+//! on its own: the same code with a batch of one, whose errors are that request's own. Only
+//! when the database is unreachable does every request of the batch get that answer at once
+//! (one by one, each would wait for the connection again).
 
 use super::{Basis, balance_not_enough, effects, replay};
 use crate::db::audit::{self, Actor, Origin};
-use crate::db::balances::{self, Balance, BalanceError};
+use crate::db::balances::{self, Balance, BalanceError, LedgerKind};
 use crate::db::exchanges;
 use crate::db::jobs;
 use crate::db::limits;
@@ -159,6 +161,14 @@ async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> 
     match write(state, &all).await {
         Ok(answers) => return answers,
         Err(e) if requests.len() == 1 => return vec![alone_failed(state, &requests[0], e).await],
+        // The database is away: one by one would only wait for it again, once per request.
+        Err(DbError::Unavailable(e)) => {
+            let e = e.to_string();
+            return requests
+                .iter()
+                .map(|_| Err(ApiError::Unavailable(e.clone())))
+                .collect();
+        }
         Err(e) => tracing::info!(
             withdrawals = requests.len(),
             error = %e,
@@ -252,9 +262,9 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
     for &i in &accepted {
         let r = batch[i];
         let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
-        if !windows.contains_key(&key) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = windows.entry(key) {
             let read = limits::lock_usages(&mut tx, &r.project.id, r.scope, key.2, buckets).await?;
-            windows.insert(key, Window { read, used: read });
+            slot.insert(Window { read, used: read });
         }
     }
 
@@ -332,9 +342,9 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         let holds = b
             .holds
             .iter()
-            .map(|&(amount, i)| Ok((amount, row_of(i)?.id)))
+            .map(|&(amount, i)| Ok((LedgerKind::Hold, amount, row_of(i)?.id)))
             .collect::<Result<Vec<_>, DbError>>()?;
-        balances::hold_many(&mut tx, project_id, currency, b.read, &holds, now)
+        balances::move_many(&mut tx, project_id, currency, b.read, &holds, now)
             .await
             .map_err(|e| match e {
                 BalanceError::Db(d) => d,
