@@ -291,25 +291,47 @@ impl Worker {
             Ok(ws) => ws,
             Err(e) => return self.all_retry(jobs, &e),
         };
-        // Side by side, `worker.concurrency` at a time.
-        let mut jobs = jobs.into_iter();
-        let mut asked: Vec<(Job, Asked)> = Vec::new();
-        loop {
-            let round: Vec<Job> = jobs
-                .by_ref()
-                .take(self.state.settings.worker.concurrency.max(1))
-                .collect();
-            if round.is_empty() {
-                break;
+        // The rail is asked about `worker.concurrency` payouts at a time (in one call each:
+        // see `PayoutProvider::submit_many`).
+        let now = self.state.now();
+        let mut asked: Vec<(Job, Asked)> = Vec::with_capacity(jobs.len());
+        let (mut submits, mut checks) = (Vec::new(), Vec::new());
+        for job in jobs {
+            let submitting = JobKind::parse(&job.kind) == Some(JobKind::PayoutSubmit);
+            let expected = if submitting {
+                Status::Approved
+            } else {
+                Status::Processing
+            };
+            match job
+                .withdrawal_id
+                .and_then(|id| read.iter().find(|w| w.id == id))
+            {
+                None => asked.push((
+                    job,
+                    Asked::Outcome(Outcome::Dead("withdrawal not found".into())),
+                )),
+                // Someone already moved it on.
+                Some(w) if w.status != expected => asked.push((job, Asked::Outcome(Outcome::Done))),
+                Some(w) if submitting => submits.push((job, w)),
+                Some(w) => checks.push((job, w)),
             }
-            let answers = futures_util::future::join_all(round.iter().map(|job| {
-                let w = job
-                    .withdrawal_id
-                    .and_then(|id| read.iter().find(|w| w.id == id));
-                self.ask_rail(job, w)
-            }))
-            .await;
-            asked.extend(round.into_iter().zip(answers));
+        }
+        let at_once = self.state.settings.worker.concurrency.max(1);
+        for chunk in submits.chunks(at_once) {
+            let reqs: Vec<PayoutRequest> =
+                chunk.iter().map(|(_, w)| Self::payout_request(w)).collect();
+            let answers = self.state.payout.submit_many(&reqs, now).await;
+            for ((job, w), answer) in chunk.iter().zip(answers) {
+                asked.push((job.clone(), self.interpret(job, w, true, answer, now)));
+            }
+        }
+        for chunk in checks.chunks(at_once) {
+            let keys: Vec<String> = chunk.iter().map(|(_, w)| payout_key(w.id)).collect();
+            let answers = self.state.payout.status_many(&keys, now).await;
+            for ((job, w), answer) in chunk.iter().zip(answers) {
+                asked.push((job.clone(), self.interpret(job, w, false, answer, now)));
+            }
         }
         let (mut answered, mut steps) = (Vec::new(), Vec::new());
         for (job, asked) in asked {
@@ -368,30 +390,15 @@ impl Worker {
             .collect()
     }
 
-    /// What the rail says about one payout job's withdrawal (`w`, as read for the batch).
-    async fn ask_rail(&self, job: &Job, w: Option<&wdb::Withdrawal>) -> Asked {
-        let Some(w) = w else {
-            return Asked::Outcome(Outcome::Dead("withdrawal not found".into()));
-        };
-        let submitting = JobKind::parse(&job.kind) == Some(JobKind::PayoutSubmit);
-        let expected = if submitting {
-            Status::Approved
-        } else {
-            Status::Processing
-        };
-        if w.status != expected {
-            // Someone already moved it on.
-            return Asked::Outcome(Outcome::Done);
-        }
-        let now = self.state.now();
-        let answer = if submitting {
-            self.state
-                .payout
-                .submit(&Self::payout_request(w), now)
-                .await
-        } else {
-            self.state.payout.status(&payout_key(w.id), now).await
-        };
+    /// What the rail's `answer` about `w` (being submitted, or checked) means for its job.
+    fn interpret(
+        &self,
+        job: &Job,
+        w: &wdb::Withdrawal,
+        submitting: bool,
+        answer: Result<PayoutState, PayoutError>,
+        now: i64,
+    ) -> Asked {
         let step = |event, note: String, error, txid, check_at| {
             Asked::Step(Box::new(Step {
                 withdrawal: w.clone(),

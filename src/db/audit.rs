@@ -143,16 +143,35 @@ async fn append_chain(
             hash,
         });
     }
-    // $1 the project (shared by every record), on PostgreSQL $2 the new head's hash, then 11
-    // values per record.
+    // $1 the project, on PostgreSQL $2 the new head's hash, then the records' values.
     let postgres = super::engine_of(tx) == super::Engine::Postgres;
-    let values = super::values_list(rows.len(), 11, if postgres { 3 } else { 2 });
+    let mut p = super::Params::new(if postgres { 3 } else { 2 });
+    let values: Vec<String> = rows
+        .iter()
+        .zip(entries)
+        .map(|(r, e)| {
+            super::row(&[
+                "$1".to_string(),
+                p.int(r.seq),
+                p.text(e.actor.kind()),
+                p.text(e.actor.id()),
+                p.text(e.action),
+                p.text(&e.subject),
+                p.text(&r.details),
+                p.opt_text(e.origin.ip.as_deref()),
+                p.opt_text(e.origin.user_agent.as_deref()),
+                p.int(now),
+                p.text(&r.prev),
+                p.text(&r.hash),
+            ])
+        })
+        .collect();
     let insert = format!(
         "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
          VALUES {}",
-        values.replace('(', "($1, ")
+        values.join(", ")
     );
-    let mut q = if postgres {
+    let q = if postgres {
         let sql = format!(
             "WITH head AS (UPDATE audit_heads SET hash = $2 WHERE project_id = $1 RETURNING 1) {insert}"
         );
@@ -162,20 +181,7 @@ async fn append_chain(
     } else {
         sqlx::query(sqlx::AssertSqlSafe(insert)).bind(project_id)
     };
-    for (r, e) in rows.iter().zip(entries) {
-        q = q
-            .bind(r.seq)
-            .bind(e.actor.kind())
-            .bind(e.actor.id().to_string())
-            .bind(e.action)
-            .bind(e.subject.clone())
-            .bind(r.details.clone())
-            .bind(e.origin.ip.clone())
-            .bind(e.origin.user_agent.clone())
-            .bind(now)
-            .bind(r.prev.clone())
-            .bind(r.hash.clone());
-    }
+    let q = p.bind(q);
     q.execute(&mut **tx).await?;
     if !postgres {
         sqlx::query("UPDATE audit_heads SET hash = $1 WHERE project_id = $2")

@@ -64,27 +64,32 @@ pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob<'_>], now: i64) -> Result<
     if jobs.is_empty() {
         return Ok(());
     }
+    let mut p = super::Params::new(1);
+    let rows: Vec<String> = jobs
+        .iter()
+        .map(|job| {
+            super::row(&[
+                p.text(job.kind.as_str()),
+                p.text(job.project_id),
+                p.opt_int(job.withdrawal_id),
+                p.text(&job.dedupe_key),
+                p.text(&job.payload),
+                p.text("queued"),
+                p.int(0),
+                p.int(job.run_at),
+                p.opt_int(job.deadline),
+                p.int(now),
+                p.int(now),
+            ])
+        })
+        .collect();
     let sql = format!(
         "INSERT INTO jobs (kind, project_id, withdrawal_id, dedupe_key, payload, status, attempts, run_at, deadline, created_at, updated_at)
          VALUES {}
          ON CONFLICT (dedupe_key) DO NOTHING",
-        super::values_list(jobs.len(), 11, 1)
+        rows.join(", ")
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for job in jobs {
-        q = q
-            .bind(job.kind.as_str())
-            .bind(job.project_id.to_string())
-            .bind(job.withdrawal_id)
-            .bind(job.dedupe_key.clone())
-            .bind(job.payload.clone())
-            .bind("queued")
-            .bind(0_i64)
-            .bind(job.run_at)
-            .bind(job.deadline)
-            .bind(now)
-            .bind(now);
-    }
+    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
     q.execute(&mut **tx).await?;
     Ok(())
 }

@@ -156,8 +156,6 @@ pub async fn insert(tx: &mut Tx, w: &Withdrawal) -> Result<i64, DbError> {
         .ok_or_else(|| corrupt("withdrawals.id", "INSERT returned no row"))
 }
 
-const INSERT_COLUMNS: usize = 33;
-
 /// Inserts new withdrawals in one statement and returns their ids in the order given. A
 /// `foreign_id` already taken (or given twice) fails the whole statement with a unique
 /// violation.
@@ -165,6 +163,48 @@ pub async fn insert_many(tx: &mut Tx, ws: &[&Withdrawal]) -> Result<Vec<i64>, Db
     if ws.is_empty() {
         return Ok(Vec::new());
     }
+    let mut p = super::Params::new(1);
+    let rows: Vec<String> = ws
+        .iter()
+        .map(|w| {
+            let x = w.exchange.as_ref();
+            super::row(&[
+                p.text(&w.project_id),
+                p.text(&w.foreign_id),
+                p.text(&w.fingerprint),
+                p.text(w.scope.as_str()),
+                p.text(&w.initiator_kind),
+                p.text(&w.initiator_id),
+                p.text(&w.currency),
+                p.text(&w.network),
+                p.text(w.amount.to_string()),
+                p.text(w.fee.to_string()),
+                p.text(&w.address),
+                p.opt_text(w.tag.as_deref()),
+                p.opt_text(w.end_user_reference.as_deref()),
+                p.text(&w.base_currency),
+                p.text(w.base_value.to_string()),
+                p.text(w.rate.to_string()),
+                p.text(w.status.as_str()),
+                p.text(w.initial_status.as_str()),
+                p.text(serde_json::to_string(&w.requirement).unwrap_or_default()),
+                p.text(&w.usage_hour),
+                p.text(&w.usage_day),
+                p.text(&w.error),
+                p.opt_text(w.txid.as_deref()),
+                p.int(w.address_id),
+                p.opt_int(w.expires_at),
+                p.int(w.created_at),
+                p.int(w.updated_at),
+                p.opt_text(x.map(|x| x.from_currency.as_str())),
+                p.opt_text(x.map(|x| x.from_amount.to_string())),
+                p.opt_text(x.map(|x| x.rate.to_string())),
+                p.opt_text(x.map(|x| x.fee.to_string())),
+                p.opt_int(x.map(|x| x.id)),
+                p.opt_int(w.rates_at),
+            ])
+        })
+        .collect();
     let sql = format!(
         "INSERT INTO withdrawals (project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id,
             currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate,
@@ -173,45 +213,9 @@ pub async fn insert_many(tx: &mut Tx, ws: &[&Withdrawal]) -> Result<Vec<i64>, Db
             rates_at)
          VALUES {}
          RETURNING id, project_id, foreign_id",
-        super::values_list(ws.len(), INSERT_COLUMNS, 1)
+        rows.join(", ")
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for w in ws {
-        q = q
-            .bind(w.project_id.clone())
-            .bind(w.foreign_id.clone())
-            .bind(w.fingerprint.clone())
-            .bind(w.scope.as_str())
-            .bind(w.initiator_kind.clone())
-            .bind(w.initiator_id.clone())
-            .bind(w.currency.clone())
-            .bind(w.network.clone())
-            .bind(w.amount.to_string())
-            .bind(w.fee.to_string())
-            .bind(w.address.clone())
-            .bind(w.tag.clone())
-            .bind(w.end_user_reference.clone())
-            .bind(w.base_currency.clone())
-            .bind(w.base_value.to_string())
-            .bind(w.rate.to_string())
-            .bind(w.status.as_str())
-            .bind(w.initial_status.as_str())
-            .bind(serde_json::to_string(&w.requirement).unwrap_or_default())
-            .bind(w.usage_hour.clone())
-            .bind(w.usage_day.clone())
-            .bind(w.error.clone())
-            .bind(w.txid.clone())
-            .bind(w.address_id)
-            .bind(w.expires_at)
-            .bind(w.created_at)
-            .bind(w.updated_at)
-            .bind(w.exchange.as_ref().map(|x| x.from_currency.clone()))
-            .bind(w.exchange.as_ref().map(|x| x.from_amount.to_string()))
-            .bind(w.exchange.as_ref().map(|x| x.rate.to_string()))
-            .bind(w.exchange.as_ref().map(|x| x.fee.to_string()))
-            .bind(w.exchange.as_ref().map(|x| x.id))
-            .bind(w.rates_at);
-    }
+    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
     let rows = q.fetch_all(&mut **tx).await?;
     // RETURNING gives no order: match the rows to the withdrawals by their unique key.
     let mut ids = vec![None; ws.len()];
@@ -391,22 +395,27 @@ pub async fn add_events(tx: &mut Tx, events: &[NewEvent<'_>], now: i64) -> Resul
     if events.is_empty() {
         return Ok(());
     }
+    let mut p = super::Params::new(1);
+    let rows: Vec<String> = events
+        .iter()
+        .map(|e| {
+            super::row(&[
+                p.int(e.withdrawal_id),
+                p.opt_text(e.from.map(Status::as_str)),
+                p.text(e.to.as_str()),
+                p.text(e.actor_kind),
+                p.text(e.actor_id),
+                p.text(e.note),
+                p.int(now),
+            ])
+        })
+        .collect();
     let sql = format!(
         "INSERT INTO withdrawal_events (withdrawal_id, from_status, to_status, actor_kind, actor_id, note, created_at)
          VALUES {}",
-        super::values_list(events.len(), 7, 1)
+        rows.join(", ")
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for e in events {
-        q = q
-            .bind(e.withdrawal_id)
-            .bind(e.from.map(Status::as_str))
-            .bind(e.to.as_str())
-            .bind(e.actor_kind.to_string())
-            .bind(e.actor_id.to_string())
-            .bind(e.note.to_string())
-            .bind(now);
-    }
+    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
     q.execute(&mut **tx).await?;
     Ok(())
 }

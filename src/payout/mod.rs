@@ -50,4 +50,24 @@ pub trait PayoutProvider: Send + Sync + 'static {
     async fn status(&self, idempotency_key: &str, now: i64) -> Result<PayoutState, PayoutError>;
     /// How many times the rail has seen this key submitted (for reconciliation and tests).
     async fn submissions(&self, idempotency_key: &str) -> Result<u64, PayoutError>;
+
+    /// [`submit`](Self::submit) for several payouts: one answer per request, in order. A rail
+    /// that takes batches hands them over together; by default they go side by side (the
+    /// worker passes at most `worker.concurrency` at a time).
+    async fn submit_many(
+        &self,
+        reqs: &[PayoutRequest],
+        now: i64,
+    ) -> Vec<Result<PayoutState, PayoutError>> {
+        futures_util::future::join_all(reqs.iter().map(|r| self.submit(r, now))).await
+    }
+
+    /// [`status`](Self::status) for several payouts: one answer per key, in order.
+    async fn status_many(
+        &self,
+        idempotency_keys: &[String],
+        now: i64,
+    ) -> Vec<Result<PayoutState, PayoutError>> {
+        futures_util::future::join_all(idempotency_keys.iter().map(|k| self.status(k, now))).await
+    }
 }
