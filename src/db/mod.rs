@@ -277,6 +277,9 @@ impl Db {
         let options = |writer: bool| {
             AnyPoolOptions::new()
                 .acquire_timeout(Duration::from_secs(10))
+                // A pooled SQLite connection is a file handle in this process: nothing to find
+                // broken, and the check is a round trip to its thread on every checkout.
+                .test_before_acquire(engine == Engine::Postgres)
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if engine == Engine::Sqlite {
