@@ -153,11 +153,19 @@ pub async fn claim(
 
 /// The project's approval tiers, per scope.
 pub async fn tiers(db: &Db, project_id: &str) -> Result<Vec<(Scope, Tier)>, DbError> {
+    tiers_in(db.reader(), project_id).await
+}
+
+/// [`tiers`] through any executor (a transaction, the read pool).
+pub async fn tiers_in<'c, E>(ex: E, project_id: &str) -> Result<Vec<(Scope, Tier)>, DbError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     sqlx::query(
         "SELECT scope, min_base_amount, approvers FROM approval_tiers WHERE project_id = $1",
     )
     .bind(project_id)
-    .fetch_all(db.reader())
+    .fetch_all(ex)
     .await?
     .iter()
     .map(|r| {

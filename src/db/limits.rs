@@ -17,12 +17,15 @@ fn opt_decimal(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Option<Deci
 }
 
 /// The scope's default limits and its override for `currency`, if any.
-pub async fn for_withdrawal(
-    db: &Db,
+pub async fn for_withdrawal<'c, E>(
+    ex: E,
     project_id: &str,
     scope: Scope,
     currency: &str,
-) -> Result<(LimitSet, Option<LimitSet>), DbError> {
+) -> Result<(LimitSet, Option<LimitSet>), DbError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let rows = sqlx::query(
         "SELECT currency, per_operation, per_hour, per_day FROM limits
          WHERE project_id = $1 AND scope = $2 AND currency IN ($3, $4)",
@@ -31,7 +34,7 @@ pub async fn for_withdrawal(
     .bind(scope.as_str())
     .bind(DEFAULT_CURRENCY)
     .bind(currency)
-    .fetch_all(db.reader())
+    .fetch_all(ex)
     .await?;
     let mut base = LimitSet::default();
     let mut over = None;

@@ -248,6 +248,26 @@ pub async fn by_foreign_id(
     row.as_ref().map(from_row).transpose()
 }
 
+/// The project's withdrawals with these `foreign_id`s, read in the caller's transaction.
+pub async fn by_foreign_ids_in(
+    tx: &mut Tx,
+    project_id: &str,
+    foreign_ids: &[&str],
+) -> Result<Vec<Withdrawal>, DbError> {
+    if foreign_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut p = super::Params::new(2);
+    let list: Vec<String> = foreign_ids.iter().map(|f| p.text(*f)).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM withdrawals WHERE project_id = $1 AND foreign_id IN ({})",
+        list.join(", ")
+    );
+    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id));
+    let rows = q.fetch_all(&mut **tx).await?;
+    rows.iter().map(from_row).collect()
+}
+
 pub async fn by_id(db: &Db, id: i64) -> Result<Option<Withdrawal>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))

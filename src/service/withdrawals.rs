@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 mod intake;
 mod requirement;
 pub use intake::Intake;
+use requirement::Rules;
 pub use requirement::preview;
 
 fn balance_not_enough() -> ApiError {
@@ -50,10 +51,27 @@ pub async fn create(
     origin: &Origin,
 ) -> Result<Withdrawal, ApiError> {
     let fingerprint = req.fingerprint();
-    if let Some(existing) = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id).await? {
-        return replay(existing, &fingerprint);
+    // A replay is answered as the first request was. With an operator gate that is decided
+    // here, before the operator is asked again; otherwise the batch that writes the request
+    // finds it (one read for the batch instead of one per request).
+    let gated = project.validation_url.is_some();
+    if gated {
+        if let Some(existing) = wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id).await? {
+            return replay(existing, &fingerprint);
+        }
     }
-    let basis = Basis::load(state, project, scope, &req).await?;
+    let basis = match Basis::price(state, project, scope, &req) {
+        Ok(basis) => basis,
+        Err(e) => {
+            // Whatever the rates do now, a replay still gets its first answer.
+            if let Some(existing) =
+                wdb::by_foreign_id(&state.db, &project.id, &req.foreign_id).await?
+            {
+                return replay(existing, &fingerprint);
+            }
+            return Err(e);
+        }
+    };
     if project.validation_url.is_some() {
         let priced = &basis.priced;
         let price = &priced.price;

@@ -1,10 +1,11 @@
 //! Writing new withdrawals, in batches (group commit).
 //!
-//! Every new withdrawal, once priced, checked against the operator gate and found not to be a
-//! replay, is queued here. One task per process takes whatever is queued (up to
-//! [`MAX_BATCH`]) and writes it in one transaction, statement by statement for the whole
-//! batch: each balance and each limit window is taken once, the holds, limits and approval
-//! requirements are worked out here in arrival order exactly as one-by-one creation would,
+//! Every new withdrawal, once priced and checked against the operator gate, is queued here.
+//! One task per process takes whatever is queued (up to [`MAX_BATCH`]) and writes it in one
+//! transaction, statement by statement for the whole batch: replays are found with one read,
+//! each balance and each limit window is taken once (with the limits and tiers that apply,
+//! read under the same locks), the holds, limits and approval requirements are worked out
+//! here in arrival order exactly as one-by-one creation would,
 //! and then each table gets one multi-row statement (withdrawals, ledger entries, timeline
 //! events, outbox jobs, audit records). While a batch is written the next one gathers, so a
 //! single request waits for no one and a busy service writes dozens per transaction. Locks
@@ -20,7 +21,7 @@
 //! when the database is unreachable does every request of the batch get that answer at once
 //! (one by one, each would wait for the connection again).
 
-use super::{Basis, balance_not_enough, effects, replay};
+use super::{Basis, Rules, balance_not_enough, effects, replay};
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, Balance, BalanceError, LedgerKind};
 use crate::db::exchanges;
@@ -213,10 +214,12 @@ struct Held {
     holds: Vec<(Decimal, usize)>,
 }
 
-/// A limit window pair (hour, day) taken by the batch: as read, and as it stands now.
+/// A limit window pair (hour, day) taken by the batch: as read, and as it stands now; with
+/// the limits and tiers that apply to it.
 struct Window {
     read: [Usage; 2],
     used: [Usage; 2],
+    rules: Rules,
 }
 
 /// Writes `batch` in one transaction. `Ok` holds one answer per request (a balance refusal
@@ -226,13 +229,35 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
     let (hour, day) = limits::buckets(now);
     let buckets = [hour.as_str(), day.as_str()];
     let mut tx = state.db.begin().await?;
+    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
+
+    // Replays: a `foreign_id` already taken gets the answer the first request got.
+    let mut projects: Vec<&str> = batch.iter().map(|r| r.project.id.as_str()).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    for project_id in projects {
+        let ids: Vec<&str> = batch
+            .iter()
+            .filter(|r| r.project.id == project_id)
+            .map(|r| r.req.foreign_id.as_str())
+            .collect();
+        for existing in wdb::by_foreign_ids_in(&mut tx, project_id, &ids).await? {
+            for (i, r) in batch.iter().enumerate() {
+                if r.project.id == project_id && r.req.foreign_id == existing.foreign_id {
+                    answers[i] = Some(replay(existing.clone(), &r.fingerprint));
+                }
+            }
+        }
+    }
 
     // Locks in a fixed order: every balance, then every limit window, each sorted.
     let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
     let mut windows: BTreeMap<(&str, Scope, &str), Window> = BTreeMap::new();
-    for r in batch {
-        let held_currency = r.basis.priced.price.held_currency.code();
-        balances.insert((r.project.id.as_str(), held_currency), None);
+    for (i, r) in batch.iter().enumerate() {
+        if answers[i].is_none() {
+            let held_currency = r.basis.priced.price.held_currency.code();
+            balances.insert((r.project.id.as_str(), held_currency), None);
+        }
     }
     for (&(project_id, currency), slot) in balances.iter_mut() {
         *slot = balances::lock(&state.db, &mut tx, project_id, currency)
@@ -245,9 +270,11 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
     }
 
     // Holds first, as one-by-one creation refuses before looking at limits.
-    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
     let mut accepted = Vec::new();
     for (i, r) in batch.iter().enumerate() {
+        if answers[i].is_some() {
+            continue;
+        }
         let price = &r.basis.priced.price;
         let key = (r.project.id.as_str(), price.held_currency.code());
         match balances.get_mut(&key).and_then(Option::as_mut) {
@@ -264,7 +291,12 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
         if let std::collections::btree_map::Entry::Vacant(slot) = windows.entry(key) {
             let read = limits::lock_usages(&mut tx, &r.project.id, r.scope, key.2, buckets).await?;
-            slot.insert(Window { read, used: read });
+            let rules = Rules::load_in(&mut tx, &r.project.id, r.scope, key.2).await?;
+            slot.insert(Window {
+                read,
+                used: read,
+                rules,
+            });
         }
     }
 
@@ -276,7 +308,7 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
             return Err(crate::db::corrupt("limit_usage", "window not taken"));
         };
         let [used_hour, used_day] = window.used;
-        let requirement = r.basis.requirement(used_hour, used_day);
+        let requirement = r.basis.requirement(&window.rules, used_hour, used_day);
         let status = if requirement.is_needed() {
             Status::Pending
         } else {

@@ -3,7 +3,7 @@
 //! ask [`policy::requirement`] the same question with the same inputs.
 
 use crate::db::projects::Project;
-use crate::db::{approvals, limits};
+use crate::db::{Db, DbError, Tx, approvals, limits};
 use crate::domain::money::Currency;
 use crate::domain::policy::{self, ApprovalRequirement, LimitSet, PolicyInput, Scope, Tier, Usage};
 use crate::domain::withdrawal::NewWithdrawal;
@@ -11,77 +11,114 @@ use crate::error::ApiError;
 use crate::service::pricing::{self, Priced};
 use crate::state::AppState;
 
-/// Everything the requirement depends on except the current windows' usage.
+/// What the requirement depends on from the request itself: its price and its scope.
 pub(crate) struct Basis {
     pub priced: Priced,
-    scope: Scope,
-    payout: Currency,
-    base_limits: LimitSet,
-    currency_limits: Option<LimitSet>,
-    tiers: Vec<Tier>,
+    pub scope: Scope,
+    pub payout: Currency,
     withdrawal_confirmation: bool,
 }
 
+/// The project's rules for one scope and payout currency: its limits and approval tiers.
+/// New withdrawals read them in the transaction that creates them (see `intake`).
+pub(crate) struct Rules {
+    base_limits: LimitSet,
+    currency_limits: Option<LimitSet>,
+    tiers: Vec<Tier>,
+}
+
 impl Basis {
-    /// Prices the request and reads the scope's limits and tiers.
-    pub async fn load(
+    /// Prices the request (no database read).
+    pub fn price(
         state: &AppState,
         project: &Project,
         scope: Scope,
         req: &NewWithdrawal,
     ) -> Result<Basis, ApiError> {
-        let priced = pricing::price_withdrawal(state, project, req)?;
-        // Limits count the payout currency: what leaves, in its units and at its base value.
-        let payout = req.payout;
-        let (base_limits, currency_limits) =
-            limits::for_withdrawal(&state.db, &project.id, scope, payout.code()).await?;
-        let tiers = approvals::tiers(&state.db, &project.id)
-            .await?
-            .into_iter()
-            .filter_map(|(s, t)| (s == scope).then_some(t))
-            .collect();
         Ok(Basis {
-            priced,
+            priced: pricing::price_withdrawal(state, project, req)?,
             scope,
-            payout,
-            base_limits,
-            currency_limits,
-            tiers,
+            // Limits count the payout currency: what leaves, in its units and at its base value.
+            payout: req.payout,
             withdrawal_confirmation: project.withdrawal_confirmation,
         })
     }
 
-    /// The requirement, given what the hour and day windows have used so far.
-    pub fn requirement(&self, used_this_hour: Usage, used_today: Usage) -> ApprovalRequirement {
+    /// The requirement under `rules`, given what the hour and day windows have used so far.
+    pub fn requirement(
+        &self,
+        rules: &Rules,
+        used_this_hour: Usage,
+        used_today: Usage,
+    ) -> ApprovalRequirement {
         policy::requirement(&PolicyInput {
             scope: self.scope,
             currency: self.payout.code(),
             base_currency: self.priced.base.code(),
             amount: self.priced.price.received,
             base_value: self.priced.base_value,
-            base_limits: self.base_limits,
-            currency_limits: self.currency_limits,
+            base_limits: rules.base_limits,
+            currency_limits: rules.currency_limits,
             used_this_hour,
             used_today,
             withdrawal_confirmation: self.withdrawal_confirmation,
-            tiers: &self.tiers,
+            tiers: &rules.tiers,
         })
     }
 }
 
-/// The requirement `req` would be created with now (usage read without locks: a withdrawal
-/// created meanwhile can only make the real one stricter).
+impl Rules {
+    fn new(limits: (LimitSet, Option<LimitSet>), tiers: Vec<(Scope, Tier)>, scope: Scope) -> Rules {
+        Rules {
+            base_limits: limits.0,
+            currency_limits: limits.1,
+            tiers: tiers
+                .into_iter()
+                .filter_map(|(s, t)| (s == scope).then_some(t))
+                .collect(),
+        }
+    }
+
+    /// Read without a transaction (for a preview).
+    pub async fn load(
+        db: &Db,
+        project_id: &str,
+        scope: Scope,
+        currency: &str,
+    ) -> Result<Rules, DbError> {
+        let reader = db.reader();
+        let limits = limits::for_withdrawal(reader, project_id, scope, currency).await?;
+        let tiers = approvals::tiers_in(reader, project_id).await?;
+        Ok(Rules::new(limits, tiers, scope))
+    }
+
+    /// Read in the caller's transaction.
+    pub async fn load_in(
+        tx: &mut Tx,
+        project_id: &str,
+        scope: Scope,
+        currency: &str,
+    ) -> Result<Rules, DbError> {
+        let limits = limits::for_withdrawal(&mut **tx, project_id, scope, currency).await?;
+        let tiers = approvals::tiers_in(&mut **tx, project_id).await?;
+        Ok(Rules::new(limits, tiers, scope))
+    }
+}
+
+/// The requirement `req` would be created with now (rules and usage read without locks: a
+/// withdrawal created meanwhile can only make the real one stricter).
 pub async fn preview(
     state: &AppState,
     project: &Project,
     scope: Scope,
     req: &NewWithdrawal,
 ) -> Result<ApprovalRequirement, ApiError> {
-    let basis = Basis::load(state, project, scope, req).await?;
-    let (hour, day) = limits::buckets(state.now());
+    let basis = Basis::price(state, project, scope, req)?;
     let code = req.payout.code();
+    let rules = Rules::load(&state.db, &project.id, scope, code).await?;
+    let (hour, day) = limits::buckets(state.now());
     let reader = state.db.reader();
     let used_hour = limits::usage(reader, &project.id, scope, code, &hour).await?;
     let used_day = limits::usage(reader, &project.id, scope, code, &day).await?;
-    Ok(basis.requirement(used_hour, used_day))
+    Ok(basis.requirement(&rules, used_hour, used_day))
 }
