@@ -44,7 +44,7 @@ enum Mode {
     Target,
     /// Load an in-process bare actix-web + sqlx server doing one INSERT per request
     Baseline,
-    /// Run target, then baseline, and print target/baseline throughput
+    /// Run baseline, then target, and print target/baseline throughput
     Compare,
     /// Create N withdrawals (unmeasured; they must come out pending), then have one approver
     /// per --person claim and approve them through the admin API
@@ -153,8 +153,10 @@ async fn run(cli: &Cli) -> Result<()> {
         Mode::Target => json!({"mode": "target", "target": run_target(cli).await?}),
         Mode::Baseline => json!({"mode": "baseline", "baseline": run_baseline(cli).await?}),
         Mode::Compare => {
-            let t = run_target(cli).await?;
+            // The baseline first: after the target, the service's worker goes on paying the
+            // target's withdrawals out for a while and would slow the baseline down.
             let b = run_baseline(cli).await?;
+            let t = run_target(cli).await?;
             let ratio = 100.0 * t.throughput_rps / b.throughput_rps.max(f64::MIN_POSITIVE);
             say(cli, &format!("\ntarget / baseline throughput: {ratio:.1}%"));
             if t.errors + b.errors > 0 {

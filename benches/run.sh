@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (benches/loadgen.rs drives the load):
 #  - intake: POST /api/v2/withdrawal/crypto against a bare actix-web + sqlx baseline (one
-#    INSERT) in the same run, on an empty and on a prefilled database;
+#    INSERT) in the same run (the baseline first), on an empty and on a prefilled database;
+#    then how long the worker takes to pay out the rest;
 #  - approvals: owners claiming and approving pending withdrawals through the admin API;
 #  - pages: the approval queue and the withdrawals list (with filters) with 1,000,000 rows,
 #    signed in;
@@ -123,6 +124,28 @@ for f in r["pages"]:
     while IFS= read -r line; do SUMMARY+=("$line"); done <"$TMP/pages.txt"
 }
 
+# drained LABEL: waits until the worker has paid out every approved withdrawal (the metrics'
+# approved + processing gauges reach 0) and records how long that took after the load ended.
+drained() {
+    local started waited
+    started=$(date +%s.%N)
+    waited=$(python3 -c '
+import sys, time, urllib.request
+url, started = sys.argv[1], float(sys.argv[2])
+for _ in range(6000):
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    left = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(("countersign_withdrawals{status=\"approved\"}",
+                                   "countersign_withdrawals{status=\"processing\"}")))
+    if left == 0:
+        print("%.1f" % (time.time() - started))
+        break
+    time.sleep(0.1)
+else:
+    print("more than 600")' "http://127.0.0.1:$METRICS_PORT/metrics" "$started")
+    SUMMARY+=("$(printf '%-28s%s' "$1, payouts" "every payout confirmed $waited s after the load ended")")
+}
+
 memory_line() {
     SUMMARY+=("$(printf '%-28s%s' "$1, memory" "idle $IDLE_RSS MB; peak $(rss VmHWM) MB after the loads; now $(rss VmRSS) MB")")
 }
@@ -210,8 +233,12 @@ for port in range(18080, 18380):
         s.close()')}
 [[ -n $PORT ]] || { echo "run.sh: no free port found" >&2; exit 1; }
 BASE_URL=http://127.0.0.1:$PORT
+METRICS_PORT=$(python3 -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 
 export COUNTERSIGN_LISTEN=127.0.0.1:$PORT
+export COUNTERSIGN_METRICS__LISTEN=127.0.0.1:$METRICS_PORT
 export COUNTERSIGN_LOG=warn
 COUNTERSIGN_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export COUNTERSIGN_SECRET_KEY
@@ -234,6 +261,7 @@ IDLE_RSS=$(rss VmRSS)
 RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db sqlite)
 SUMMARY+=("$(summary_line "sqlite, empty" <<<"$RES")")
 EMPTY_RPS=$(json target.throughput_rps <<<"$RES")
+drained sqlite
 measure_approvals sqlite
 
 if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
@@ -243,6 +271,7 @@ if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
     start_server
     RES=$(loadgen target "${TARGET_ARGS[@]}")
     SUMMARY+=("$(summary_line "sqlite, $PREFILL_COUNT prefilled" <<<"$RES")")
+    drained "sqlite, prefilled"
     FULL_RPS=$(json target.throughput_rps <<<"$RES")
     SUMMARY+=("$(printf '%-28s%s' "prefilled / empty" "$(ratio "$FULL_RPS" "$EMPTY_RPS")")")
     measure_pages "sqlite, $PREFILL_COUNT rows"
@@ -265,6 +294,7 @@ print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$PG_ADMIN_URL" "$PG_DB
     IDLE_RSS=$(rss VmRSS)
     RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db "$PG_URL")
     SUMMARY+=("$(summary_line "postgres, empty" <<<"$RES")")
+    drained postgres
     measure_approvals postgres
     if [[ ${PG_PREFILL:-0} == 1 ]]; then
         stop_server

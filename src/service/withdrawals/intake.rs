@@ -250,6 +250,17 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         }
     }
 
+    // The limits and tiers that apply, read before any lock is taken (on PostgreSQL every
+    // statement after the balance's lock makes the next batch wait longer).
+    let mut rules: BTreeMap<(&str, Scope, &str), Rules> = BTreeMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
+        if answers[i].is_none() && !rules.contains_key(&key) {
+            let loaded = Rules::load_in(&mut tx, &r.project.id, r.scope, key.2).await?;
+            rules.insert(key, loaded);
+        }
+    }
+
     // Locks in a fixed order: every balance, then every limit window, each sorted.
     let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
     let mut windows: BTreeMap<(&str, Scope, &str), Window> = BTreeMap::new();
@@ -291,7 +302,9 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
         if let std::collections::btree_map::Entry::Vacant(slot) = windows.entry(key) {
             let read = limits::lock_usages(&mut tx, &r.project.id, r.scope, key.2, buckets).await?;
-            let rules = Rules::load_in(&mut tx, &r.project.id, r.scope, key.2).await?;
+            let rules = rules
+                .remove(&key)
+                .ok_or_else(|| crate::db::corrupt("limits", "rules not read"))?;
             slot.insert(Window {
                 read,
                 used: read,
