@@ -19,6 +19,7 @@
 #                              fresh database bench_<random> that is dropped at the end
 #        PG_PREFILL=1          also prefill the PostgreSQL database and load the pages there
 #        CS_BIN, LOADGEN_BIN  use these binaries instead of building them
+#        COUNTERSIGN_WORKER__ENABLED=false  intake alone, nothing paid out (for comparison)
 set -euo pipefail
 
 N=${1:-20000}
@@ -128,6 +129,10 @@ for f in r["pages"]:
 # approved + processing gauges reach 0) and records how long that took after the load ended.
 drained() {
     local started waited
+    if [[ ${COUNTERSIGN_WORKER__ENABLED:-true} == false ]]; then
+        SUMMARY+=("$(printf '%-28s%s' "$1, payouts" "none: the worker was off")")
+        return 0
+    fi
     started=$(date +%s.%N)
     waited=$(python3 -c '
 import sys, time, urllib.request
