@@ -353,6 +353,11 @@ async fn changes_in(
     let mut writes = Vec::new();
     let mut planned = Vec::new();
     for (i, (w, change)) in items.iter().enumerate() {
+        // One change per withdrawal: a second one for the same withdrawal (two jobs that
+        // should not both exist) is not made, rather than moving its funds twice.
+        if items[..i].iter().any(|(other, _)| other.id == w.id) {
+            continue;
+        }
         if let Ok((to, funds)) = transition(w.status, change.event) {
             writes.push(wdb::StatusWrite {
                 id: w.id,

@@ -338,3 +338,47 @@ async fn withdrawals_queued_behind_a_held_balance_are_written_in_one_batch_by_th
         "{chain:?}"
     );
 }
+
+/// Two changes for one withdrawal in one batch (two jobs that should not both exist): one is
+/// made, the other is not, and the funds move once.
+#[tokio::test]
+async fn a_batch_of_changes_moves_each_withdrawal_once() {
+    let app = spawn_app().await;
+    app.credit("BTC", "1").await;
+    let (_, v) = app.withdraw("twice", "BTC", "0.5", BTC_ADDR).await;
+    assert_eq!(v["data"]["status"], "pending");
+    let w = wdb::by_foreign_id(&app.state.db, app.project_id(), "twice")
+        .await
+        .unwrap()
+        .unwrap();
+    let cancel = || Change {
+        event: Event::Cancel,
+        actor: &Actor::System,
+        note: "cancelled",
+        error: Some("Cancelled by merchant"),
+        txid: None,
+        check_at: None,
+        origin: &Origin::default(),
+    };
+    let answers = svc::change_many(&app.state, &[(&w, cancel()), (&w, cancel())])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0].as_ref().unwrap().status.as_str(), "cancelled");
+    assert!(answers[1].is_none());
+    let releases: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'release'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(releases, 1);
+    assert_eq!(app.balance("BTC").await.1, "0.00000000");
+    assert!(
+        balances::reconcile(&app.state.db, app.project_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
