@@ -351,6 +351,7 @@ async fn a_batch_of_changes_moves_each_withdrawal_once() {
         .await
         .unwrap()
         .unwrap();
+    let origin = Origin::default();
     let cancel = || Change {
         event: Event::Cancel,
         actor: &Actor::System,
@@ -358,7 +359,7 @@ async fn a_batch_of_changes_moves_each_withdrawal_once() {
         error: Some("Cancelled by merchant"),
         txid: None,
         check_at: None,
-        origin: &Origin::default(),
+        origin: &origin,
     };
     let answers = svc::change_many(&app.state, &[(&w, cancel()), (&w, cancel())])
         .await
