@@ -282,11 +282,8 @@ pub async fn by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Withdrawal>, DbError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list = (1..=ids.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE id IN ({list})");
+    let list = super::values_list(1, ids.len(), 1);
+    let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE id IN {list}");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for id in ids {
         q = q.bind(*id);

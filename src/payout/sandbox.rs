@@ -176,12 +176,9 @@ impl PayoutProvider for SandboxProvider {
         if idempotency_keys.is_empty() {
             return Vec::new();
         }
-        let list = (1..=idempotency_keys.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::db::values_list(1, idempotency_keys.len(), 1);
         let sql = format!(
-            "SELECT idempotency_key, txid, outcome, submitted_at FROM sandbox_payouts WHERE idempotency_key IN ({list})"
+            "SELECT idempotency_key, txid, outcome, submitted_at FROM sandbox_payouts WHERE idempotency_key IN {list}"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in idempotency_keys {
