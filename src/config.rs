@@ -146,7 +146,9 @@ pub struct WorkerSettings {
     pub enabled: bool,
     /// How often the worker looks for due work when nothing woke it.
     pub poll_interval_ms: u64,
-    /// Jobs claimed per round.
+    /// Jobs claimed per round. A round's payouts are recorded in one transaction that holds
+    /// the project's balance row; 16 kept that short enough for new withdrawals to pass in
+    /// between on PostgreSQL (intake 1,102/s against 701/s at 64; see README, Performance).
     pub batch_size: u32,
     /// Jobs run at once.
     pub concurrency: usize,
@@ -285,7 +287,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             enabled: true,
             poll_interval_ms: 250,
-            batch_size: 64,
+            batch_size: 16,
             concurrency: 16,
             lease_secs: 60,
             shutdown_grace_secs: 20,
