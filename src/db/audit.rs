@@ -2,6 +2,7 @@
 //! previous record's hash and all of its own fields, so altering or removing a row breaks the
 //! chain at that row, which `verify` names.
 
+use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
 use super::{Db, DbError, Tx};
 use crate::crypto::sha256_hex;
 use sqlx::Row;
@@ -77,12 +78,11 @@ pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError>
 }
 
 /// Appends records in the order given, in the caller's transaction: per project, one head
-/// update reserves their sequence numbers, the chain is computed here, and the records go in
-/// one statement (on PostgreSQL together with the new head: the head row is locked from the
-/// first statement to commit, and every round trip in between lengthens the queue of appends
-/// to this project's chain; SQLite has no data-modifying CTEs, there the head is a third
-/// statement).
+/// update reserves their sequence numbers (and locks the head until commit, so the chain
+/// never forks), the chain is computed here, and the records and the new head are written
+/// together (see [`Writes`]).
 pub async fn append_many(tx: &mut Tx, entries: &[Entry<'_>], now: i64) -> Result<(), DbError> {
+    let mut writes = Writes::new(super::engine_of(tx));
     let mut projects: Vec<&str> = Vec::new();
     for e in entries {
         if !projects.contains(&e.project_id) {
@@ -94,18 +94,26 @@ pub async fn append_many(tx: &mut Tx, entries: &[Entry<'_>], now: i64) -> Result
             .iter()
             .filter(|e| e.project_id == project_id)
             .collect();
-        append_chain(tx, project_id, &mine, now).await?;
+        let head = reserve(tx, project_id, mine.len()).await?;
+        push_chain(&mut writes, head, &mine, now);
     }
-    Ok(())
+    writes.run(tx).await
 }
 
-async fn append_chain(
-    tx: &mut Tx,
-    project_id: &str,
-    entries: &[&Entry<'_>],
-    now: i64,
-) -> Result<(), DbError> {
-    let n = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+/// A project's chain head, with sequence numbers reserved for the records to append.
+pub struct Reserved {
+    project_id: String,
+    /// The last reserved sequence number.
+    last: i64,
+    n: i64,
+    /// The hash of the record before the first reserved one.
+    prev: String,
+}
+
+/// Reserves `n` sequence numbers on the project's chain; its head row stays locked until the
+/// transaction ends, so take it after the balance and limit rows.
+pub async fn reserve(tx: &mut Tx, project_id: &str, n: usize) -> Result<Reserved, DbError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
     let head = sqlx::query(
         "UPDATE audit_heads SET seq = seq + $2 WHERE project_id = $1 RETURNING seq, hash",
     )
@@ -113,16 +121,33 @@ async fn append_chain(
     .bind(n)
     .fetch_one(&mut **tx)
     .await?;
-    let last: i64 = head.try_get("seq")?;
-    let mut prev: String = head.try_get("hash")?;
-    struct Row {
-        seq: i64,
-        details: String,
-        prev: String,
-        hash: String,
-    }
-    let mut rows = Vec::with_capacity(entries.len());
-    for (seq, e) in (last - n + 1..).zip(entries) {
+    Ok(Reserved {
+        project_id: project_id.to_string(),
+        last: head.try_get("seq")?,
+        n,
+        prev: head.try_get("hash")?,
+    })
+}
+
+const RECORD_COLS: Cols = &[
+    ("seq", Ty::Int),
+    ("actor_kind", Ty::Text),
+    ("actor_id", Ty::Text),
+    ("action", Ty::Text),
+    ("subject", Ty::Text),
+    ("details", Ty::Text),
+    ("ip", Ty::Text),
+    ("user_agent", Ty::Text),
+    ("created_at", Ty::Int),
+    ("prev_hash", Ty::Text),
+    ("hash", Ty::Text),
+];
+
+/// Adds the records (as many as were reserved, all of `head`'s project) and the new head.
+pub fn push_chain(writes: &mut Writes, head: Reserved, entries: &[&Entry<'_>], now: i64) {
+    let mut prev = head.prev;
+    let mut rows = JsonRows::new(RECORD_COLS);
+    for (seq, e) in (head.last - head.n + 1..).zip(entries) {
         let details = e.details.to_string();
         let hash = record_hash(
             &prev,
@@ -136,61 +161,39 @@ async fn append_chain(
             e.origin.ip.as_deref(),
             e.origin.user_agent.as_deref(),
         );
-        rows.push(Row {
-            seq,
-            details,
-            prev: std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        });
+        rows.push(&[
+            V::Int(seq),
+            V::Text(e.actor.kind()),
+            V::Text(e.actor.id()),
+            V::Text(e.action),
+            V::Text(&e.subject),
+            V::Text(&details),
+            V::OptText(e.origin.ip.as_deref()),
+            V::OptText(e.origin.user_agent.as_deref()),
+            V::Int(now),
+            V::Text(&prev),
+            V::Text(&hash),
+        ]);
+        prev = hash;
     }
-    // $1 the project, on PostgreSQL $2 the new head's hash, then the records' values.
-    let postgres = super::engine_of(tx) == super::Engine::Postgres;
-    let mut p = super::Params::new(if postgres { 3 } else { 2 });
-    let values: Vec<String> = rows
-        .iter()
-        .zip(entries)
-        .map(|(r, e)| {
-            super::row(&[
-                "$1".to_string(),
-                p.int(r.seq),
-                p.text(e.actor.kind()),
-                p.text(e.actor.id()),
-                p.text(e.action),
-                p.text(&e.subject),
-                p.text(&r.details),
-                p.opt_text(e.origin.ip.as_deref()),
-                p.opt_text(e.origin.user_agent.as_deref()),
-                p.int(now),
-                p.text(&r.prev),
-                p.text(&r.hash),
-            ])
-        })
-        .collect();
-    let insert = format!(
-        "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
-         VALUES {}",
-        values.join(", ")
+    if rows.is_empty() {
+        return;
+    }
+    let n = rows.len() as u64;
+    let select = JsonRows::select(writes.engine(), RECORD_COLS, 2);
+    writes.push(
+        format!(
+            "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
+             SELECT $1, x.* FROM ({select}) AS x"
+        ),
+        vec![Arg::Text(head.project_id.clone()), Arg::Text(rows.finish())],
+        Some(n),
     );
-    let q = if postgres {
-        let sql = format!(
-            "WITH head AS (UPDATE audit_heads SET hash = $2 WHERE project_id = $1 RETURNING 1) {insert}"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(project_id)
-            .bind(prev.clone())
-    } else {
-        sqlx::query(sqlx::AssertSqlSafe(insert)).bind(project_id)
-    };
-    let q = p.bind(q);
-    q.execute(&mut **tx).await?;
-    if !postgres {
-        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE project_id = $2")
-            .bind(prev)
-            .bind(project_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    writes.push(
+        "UPDATE audit_heads SET hash = $1 WHERE project_id = $2".to_string(),
+        vec![Arg::Text(prev), Arg::Text(head.project_id)],
+        Some(1),
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! one transaction, after taking the row (see `lock`), so available funds never go negative
 //! whatever runs concurrently.
 
+use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
 use super::{Db, DbError, Tx, corrupt};
 use crate::domain::money::db_decimal;
 use rust_decimal::Decimal;
@@ -170,6 +171,21 @@ pub async fn move_many(
     moves: &[(LedgerKind, Decimal, i64)],
     now: i64,
 ) -> Result<Balance, BalanceError> {
+    let mut writes = Writes::new(super::engine_of(tx));
+    let after = push_moves(&mut writes, project_id, currency, current, moves, now)?;
+    writes.run(tx).await?;
+    Ok(after)
+}
+
+/// [`move_many`], added to `writes` (which must run while the balance is still locked).
+pub fn push_moves(
+    writes: &mut Writes,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    moves: &[(LedgerKind, Decimal, i64)],
+    now: i64,
+) -> Result<Balance, BalanceError> {
     let moves: Vec<Move> = moves
         .iter()
         .map(|&(kind, amount, withdrawal_id)| Move {
@@ -181,7 +197,7 @@ pub async fn move_many(
             },
         })
         .collect();
-    movements(tx, project_id, currency, current, &moves, now).await
+    push_movements(writes, project_id, currency, current, &moves, now)
 }
 
 struct Move {
@@ -219,71 +235,75 @@ async fn movements(
     moves: &[Move],
     now: i64,
 ) -> Result<Balance, BalanceError> {
-    let mut after = Vec::with_capacity(moves.len());
+    let mut writes = Writes::new(super::engine_of(tx));
+    let after = push_movements(&mut writes, project_id, currency, current, moves, now)?;
+    writes.run(tx).await?;
+    Ok(after)
+}
+
+const LEDGER_COLS: Cols = &[
+    ("project_id", Ty::Text),
+    ("currency", Ty::Text),
+    ("kind", Ty::Text),
+    ("amount", Ty::Text),
+    ("withdrawal_id", Ty::Int),
+    ("exchange_id", Ty::Int),
+    ("available_after", Ty::Text),
+    ("held_after", Ty::Text),
+    ("created_at", Ty::Int),
+];
+
+/// The balance's update (conditional on the version read: it must touch its row) and the
+/// ledger entries, added to `writes`.
+fn push_movements(
+    writes: &mut Writes,
+    project_id: &str,
+    currency: &str,
+    current: Balance,
+    moves: &[Move],
+    now: i64,
+) -> Result<Balance, BalanceError> {
+    let text = |d: Decimal| d.normalize().to_string();
     let mut state = (current.available, current.held);
+    let mut rows = JsonRows::new(LEDGER_COLS);
     for m in moves {
         state = moved(state, m.kind, m.amount)?;
-        after.push(state);
+        let (amount, a, h) = (text(m.amount), text(state.0), text(state.1));
+        rows.push(&[
+            V::Text(project_id),
+            V::Text(currency),
+            V::Text(m.kind.as_str()),
+            V::Text(&amount),
+            V::OptInt(m.source.withdrawal_id),
+            V::OptInt(m.source.exchange_id),
+            V::Text(&a),
+            V::Text(&h),
+            V::Int(now),
+        ]);
     }
     let (available, held) = state;
-    let text = |d: Decimal| d.normalize().to_string();
-    // $1..$6: the balance, its new figures, now and the version read; then 6 values per entry.
-    const UPDATE: &str =
+    writes.push(
         "UPDATE balances SET available = $3, held = $4, version = version + 1, updated_at = $5
-         WHERE project_id = $1 AND currency = $2 AND version = $6";
-    let entries = super::values_list(moves.len(), 6, 7).replace('(', "($1, $2, ");
-    const LEDGER: &str = "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)";
-    let postgres = super::engine_of(tx) == super::Engine::Postgres;
-    // On PostgreSQL the balance and its ledger entries go in one statement (the entries are
-    // only written when the update matched), saving a round trip while the balance row is
-    // locked.
-    let (first, second) = if postgres {
-        (
-            format!(
-                "WITH moved AS ({UPDATE} RETURNING 1)
-                 {LEDGER} SELECT v.* FROM (VALUES {}) AS v, moved",
-                entries.replace(')', ", $5)")
-            ),
-            None,
-        )
-    } else {
-        (
-            UPDATE.to_string(),
-            Some(format!("{LEDGER} VALUES {}", entries.replace(')', ", $5)"))),
-        )
-    };
-    let bind = |sql: String| {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(project_id)
-            .bind(currency)
-            .bind(text(available))
-            .bind(text(held))
-            .bind(now)
-            .bind(current.version);
-        for (m, &(a, h)) in moves.iter().zip(&after) {
-            q = q
-                .bind(m.kind.as_str())
-                .bind(text(m.amount))
-                .bind(m.source.withdrawal_id)
-                .bind(m.source.exchange_id)
-                .bind(text(a))
-                .bind(text(h));
-        }
-        q
-    };
-    let r = bind(first)
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from)?;
-    let expected = if postgres { moves.len() as u64 } else { 1 };
-    if r.rows_affected() != expected {
-        return Err(DbError::Query(sqlx::Error::Protocol(
-            "balance changed under a held lock".into(),
-        ))
-        .into());
-    }
-    if let Some(sql) = second {
-        bind(sql).execute(&mut **tx).await.map_err(DbError::from)?;
+         WHERE project_id = $1 AND currency = $2 AND version = $6"
+            .to_string(),
+        vec![
+            Arg::Text(project_id.to_string()),
+            Arg::Text(currency.to_string()),
+            Arg::Text(text(available)),
+            Arg::Text(text(held)),
+            Arg::Int(now),
+            Arg::Int(current.version),
+        ],
+        Some(1),
+    );
+    if !rows.is_empty() {
+        let n = rows.len() as u64;
+        let select = JsonRows::select(writes.engine(), LEDGER_COLS, 1);
+        let sql = format!(
+            "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)
+             {select}"
+        );
+        writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
     }
     Ok(Balance {
         available,

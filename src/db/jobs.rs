@@ -3,6 +3,7 @@
 //! out and another worker takes it. At least once, never lost; `dedupe_key` keeps one job per
 //! effect.
 
+use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
 use super::{Db, DbError, Engine, Tx};
 use sqlx::Row;
 
@@ -61,37 +62,53 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: i64) -> Result<(), DbEr
 
 /// [`enqueue`] for several jobs in one statement.
 pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob<'_>], now: i64) -> Result<(), DbError> {
+    let mut writes = Writes::new(super::engine_of(tx));
+    push_jobs(&mut writes, jobs, now);
+    writes.run(tx).await
+}
+
+const JOB_COLS: Cols = &[
+    ("kind", Ty::Text),
+    ("project_id", Ty::Text),
+    ("withdrawal_id", Ty::Int),
+    ("dedupe_key", Ty::Text),
+    ("payload", Ty::Text),
+    ("status", Ty::Text),
+    ("attempts", Ty::Int),
+    ("run_at", Ty::Int),
+    ("deadline", Ty::Int),
+    ("created_at", Ty::Int),
+    ("updated_at", Ty::Int),
+];
+
+/// Adds the insert of jobs, each unless one with the same dedupe key exists.
+pub fn push_jobs(writes: &mut Writes, jobs: &[NewJob<'_>], now: i64) {
     if jobs.is_empty() {
-        return Ok(());
+        return;
     }
-    let mut p = super::Params::new(1);
-    let rows: Vec<String> = jobs
-        .iter()
-        .map(|job| {
-            super::row(&[
-                p.text(job.kind.as_str()),
-                p.text(job.project_id),
-                p.opt_int(job.withdrawal_id),
-                p.text(&job.dedupe_key),
-                p.text(&job.payload),
-                p.text("queued"),
-                p.int(0),
-                p.int(job.run_at),
-                p.opt_int(job.deadline),
-                p.int(now),
-                p.int(now),
-            ])
-        })
-        .collect();
+    let mut rows = JsonRows::new(JOB_COLS);
+    for job in jobs {
+        rows.push(&[
+            V::Text(job.kind.as_str()),
+            V::Text(job.project_id),
+            V::OptInt(job.withdrawal_id),
+            V::Text(&job.dedupe_key),
+            V::Text(&job.payload),
+            V::Text("queued"),
+            V::Int(0),
+            V::Int(job.run_at),
+            V::OptInt(job.deadline),
+            V::Int(now),
+            V::Int(now),
+        ]);
+    }
+    let select = JsonRows::select(writes.engine(), JOB_COLS, 1);
     let sql = format!(
         "INSERT INTO jobs (kind, project_id, withdrawal_id, dedupe_key, payload, status, attempts, run_at, deadline, created_at, updated_at)
-         VALUES {}
-         ON CONFLICT (dedupe_key) DO NOTHING",
-        rows.join(", ")
+         {select} WHERE true
+         ON CONFLICT (dedupe_key) DO NOTHING"
     );
-    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
-    q.execute(&mut **tx).await?;
-    Ok(())
+    writes.push(sql, vec![Arg::Text(rows.finish())], None);
 }
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! Limit settings and their running usage per calendar bucket.
 
+use super::batch::{Arg, Writes};
 use super::{Db, DbError, Tx, corrupt};
 use crate::clock::{DAY_MS, HOUR_MS};
 use crate::domain::money::db_decimal;
@@ -230,6 +231,20 @@ pub async fn put_usages<const N: usize>(
     buckets: [&str; N],
     totals: [Usage; N],
 ) -> Result<(), DbError> {
+    let mut writes = Writes::new(super::engine_of(tx));
+    push_usages(&mut writes, project_id, scope, currency, buckets, totals);
+    writes.run(tx).await
+}
+
+/// [`put_usages`], added to `writes`.
+pub fn push_usages<const N: usize>(
+    writes: &mut Writes,
+    project_id: &str,
+    scope: Scope,
+    currency: &str,
+    buckets: [&str; N],
+    totals: [Usage; N],
+) {
     let values = (0..N)
         .map(|i| {
             format!(
@@ -247,18 +262,17 @@ pub async fn put_usages<const N: usize>(
          ON CONFLICT (project_id, scope, currency, bucket) DO UPDATE SET
            amount = excluded.amount, base_amount = excluded.base_amount"
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(project_id)
-        .bind(scope.as_str())
-        .bind(currency);
+    let mut args = vec![
+        Arg::Text(project_id.to_string()),
+        Arg::Text(scope.as_str().to_string()),
+        Arg::Text(currency.to_string()),
+    ];
     for (bucket, total) in buckets.iter().zip(totals) {
-        q = q
-            .bind(*bucket)
-            .bind(total.amount.normalize().to_string())
-            .bind(total.base_amount.normalize().to_string());
+        args.push(Arg::Text((*bucket).to_string()));
+        args.push(Arg::Text(total.amount.normalize().to_string()));
+        args.push(Arg::Text(total.base_amount.normalize().to_string()));
     }
-    q.execute(&mut **tx).await?;
-    Ok(())
+    writes.push(sql, args, Some(N as u64));
 }
 
 /// One limit row, read in the caller's transaction (for before/after records).

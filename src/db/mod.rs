@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod audit;
 pub mod audit_list;
 pub mod balances;
+pub mod batch;
 pub mod confirmation;
 pub mod email_status;
 pub mod exchanges;
@@ -17,6 +18,7 @@ pub mod invites;
 pub mod jobs;
 pub mod limits;
 pub mod monitoring;
+mod nodelay;
 pub mod pending;
 pub mod prefill;
 pub mod project_settings;
@@ -273,6 +275,7 @@ impl Db {
         } else {
             Engine::Postgres
         };
+        let port = nodelay::port_of(url);
         // `writer`: SQLite's writer checkpoints only as a last resort (see `checkpoints`).
         let options = |writer: bool| {
             AnyPoolOptions::new()
@@ -282,6 +285,9 @@ impl Db {
                 .test_before_acquire(engine == Engine::Postgres)
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
+                        if engine == Engine::Postgres {
+                            nodelay::set_on_sockets_to(port);
+                        }
                         if engine == Engine::Sqlite {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \

@@ -1,6 +1,7 @@
 //! Withdrawal rows, their timeline and the address book. Status changes are conditional
 //! writes on the expected current status.
 
+use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
 use super::{Db, DbError, Tx, corrupt};
 use crate::domain::money::db_decimal;
 use crate::domain::policy::{ApprovalRequirement, Scope};
@@ -147,90 +148,158 @@ pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Withdrawal, DbError> {
     })
 }
 
-/// Inserts a new withdrawal and returns its id. A repeated `foreign_id` fails with a unique
-/// violation (see `DbError::is_unique_violation`).
-pub async fn insert(tx: &mut Tx, w: &Withdrawal) -> Result<i64, DbError> {
-    let ids = insert_many(tx, &[w]).await?;
-    ids.first()
-        .copied()
-        .ok_or_else(|| corrupt("withdrawals.id", "INSERT returned no row"))
+const WITHDRAWAL_COLS: Cols = &[
+    ("id", Ty::Int),
+    ("project_id", Ty::Text),
+    ("foreign_id", Ty::Text),
+    ("fingerprint", Ty::Text),
+    ("scope", Ty::Text),
+    ("initiator_kind", Ty::Text),
+    ("initiator_id", Ty::Text),
+    ("currency", Ty::Text),
+    ("network", Ty::Text),
+    ("amount", Ty::Text),
+    ("fee", Ty::Text),
+    ("address", Ty::Text),
+    ("tag", Ty::Text),
+    ("end_user_reference", Ty::Text),
+    ("base_currency", Ty::Text),
+    ("base_value", Ty::Text),
+    ("rate", Ty::Text),
+    ("status", Ty::Text),
+    ("initial_status", Ty::Text),
+    ("requirement", Ty::Text),
+    ("usage_hour", Ty::Text),
+    ("usage_day", Ty::Text),
+    ("error", Ty::Text),
+    ("txid", Ty::Text),
+    ("address_id", Ty::Int),
+    ("expires_at", Ty::Int),
+    ("created_at", Ty::Int),
+    ("updated_at", Ty::Int),
+    ("source_currency", Ty::Text),
+    ("source_amount", Ty::Text),
+    ("exchange_rate", Ty::Text),
+    ("exchange_fee", Ty::Text),
+    ("exchange_id", Ty::Int),
+    ("rates_at", Ty::Int),
+];
+
+/// Adds the insert of new withdrawals, each with the id [`allocate_ids`] gave it. A
+/// `foreign_id` already taken (or given twice) fails the writes with a unique violation (see
+/// `DbError::is_unique_violation`).
+pub fn push_inserts(writes: &mut Writes, ws: &[&Withdrawal]) {
+    if ws.is_empty() {
+        return;
+    }
+    let mut rows = JsonRows::new(WITHDRAWAL_COLS);
+    for w in ws {
+        let x = w.exchange.as_ref();
+        let requirement = serde_json::to_string(&w.requirement).unwrap_or_default();
+        let (amount, fee, base_value, rate) = (
+            w.amount.to_string(),
+            w.fee.to_string(),
+            w.base_value.to_string(),
+            w.rate.to_string(),
+        );
+        let from_amount = x.map(|x| x.from_amount.to_string());
+        let exchange_rate = x.map(|x| x.rate.to_string());
+        let exchange_fee = x.map(|x| x.fee.to_string());
+        rows.push(&[
+            V::Int(w.id),
+            V::Text(&w.project_id),
+            V::Text(&w.foreign_id),
+            V::Text(&w.fingerprint),
+            V::Text(w.scope.as_str()),
+            V::Text(&w.initiator_kind),
+            V::Text(&w.initiator_id),
+            V::Text(&w.currency),
+            V::Text(&w.network),
+            V::Text(&amount),
+            V::Text(&fee),
+            V::Text(&w.address),
+            V::OptText(w.tag.as_deref()),
+            V::OptText(w.end_user_reference.as_deref()),
+            V::Text(&w.base_currency),
+            V::Text(&base_value),
+            V::Text(&rate),
+            V::Text(w.status.as_str()),
+            V::Text(w.initial_status.as_str()),
+            V::Text(&requirement),
+            V::Text(&w.usage_hour),
+            V::Text(&w.usage_day),
+            V::Text(&w.error),
+            V::OptText(w.txid.as_deref()),
+            V::Int(w.address_id),
+            V::OptInt(w.expires_at),
+            V::Int(w.created_at),
+            V::Int(w.updated_at),
+            V::OptText(x.map(|x| x.from_currency.as_str())),
+            V::OptText(from_amount.as_deref()),
+            V::OptText(exchange_rate.as_deref()),
+            V::OptText(exchange_fee.as_deref()),
+            V::OptInt(x.map(|x| x.id)),
+            V::OptInt(w.rates_at),
+        ]);
+    }
+    let n = rows.len() as u64;
+    let select = JsonRows::select(writes.engine(), WITHDRAWAL_COLS, 1);
+    let names: Vec<&str> = WITHDRAWAL_COLS.iter().map(|(c, _)| *c).collect();
+    let sql = format!("INSERT INTO withdrawals ({}) {select}", names.join(", "));
+    writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
 }
 
-/// Inserts new withdrawals in one statement and returns their ids in the order given. A
-/// `foreign_id` already taken (or given twice) fails the whole statement with a unique
-/// violation.
-pub async fn insert_many(tx: &mut Tx, ws: &[&Withdrawal]) -> Result<Vec<i64>, DbError> {
-    if ws.is_empty() {
+/// `n` ids for new rows of `table` (`withdrawals` or `payout_addresses`), taken before the
+/// rows are written so that everything referring to them can be written in the same
+/// statement. On SQLite the write transaction (`BEGIN IMMEDIATE`) holds the database, so the
+/// ids after the highest ever given are free until it commits.
+pub async fn allocate_ids(tx: &mut Tx, table: IdTable, n: usize) -> Result<Vec<i64>, DbError> {
+    if n == 0 {
         return Ok(Vec::new());
     }
-    let mut p = super::Params::new(1);
-    let rows: Vec<String> = ws
-        .iter()
-        .map(|w| {
-            let x = w.exchange.as_ref();
-            super::row(&[
-                p.text(&w.project_id),
-                p.text(&w.foreign_id),
-                p.text(&w.fingerprint),
-                p.text(w.scope.as_str()),
-                p.text(&w.initiator_kind),
-                p.text(&w.initiator_id),
-                p.text(&w.currency),
-                p.text(&w.network),
-                p.text(w.amount.to_string()),
-                p.text(w.fee.to_string()),
-                p.text(&w.address),
-                p.opt_text(w.tag.as_deref()),
-                p.opt_text(w.end_user_reference.as_deref()),
-                p.text(&w.base_currency),
-                p.text(w.base_value.to_string()),
-                p.text(w.rate.to_string()),
-                p.text(w.status.as_str()),
-                p.text(w.initial_status.as_str()),
-                p.text(serde_json::to_string(&w.requirement).unwrap_or_default()),
-                p.text(&w.usage_hour),
-                p.text(&w.usage_day),
-                p.text(&w.error),
-                p.opt_text(w.txid.as_deref()),
-                p.int(w.address_id),
-                p.opt_int(w.expires_at),
-                p.int(w.created_at),
-                p.int(w.updated_at),
-                p.opt_text(x.map(|x| x.from_currency.as_str())),
-                p.opt_text(x.map(|x| x.from_amount.to_string())),
-                p.opt_text(x.map(|x| x.rate.to_string())),
-                p.opt_text(x.map(|x| x.fee.to_string())),
-                p.opt_int(x.map(|x| x.id)),
-                p.opt_int(w.rates_at),
-            ])
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO withdrawals (project_id, foreign_id, fingerprint, scope, initiator_kind, initiator_id,
-            currency, network, amount, fee, address, tag, end_user_reference, base_currency, base_value, rate,
-            status, initial_status, requirement, usage_hour, usage_day, error, txid, address_id, expires_at,
-            created_at, updated_at, source_currency, source_amount, exchange_rate, exchange_fee, exchange_id,
-            rates_at)
-         VALUES {}
-         RETURNING id, project_id, foreign_id",
-        rows.join(", ")
-    );
-    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
-    let rows = q.fetch_all(&mut **tx).await?;
-    // RETURNING gives no order: match the rows to the withdrawals by their unique key.
-    let mut ids = vec![None; ws.len()];
-    for row in &rows {
-        let project_id: String = row.try_get("project_id")?;
-        let foreign_id: String = row.try_get("foreign_id")?;
-        let i = ws
-            .iter()
-            .position(|w| w.project_id == project_id && w.foreign_id == foreign_id)
-            .ok_or_else(|| corrupt("withdrawals.foreign_id", &foreign_id))?;
-        ids[i] = Some(row.try_get::<i64, _>("id")?);
+    let n = i64::try_from(n).map_err(|_| corrupt("ids", "too many"))?;
+    let name = table.name();
+    match super::engine_of(tx) {
+        super::Engine::Postgres => {
+            let sql = format!(
+                "SELECT nextval(pg_get_serial_sequence('{name}', 'id')) AS id FROM generate_series(1, $1)"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(n)
+                .fetch_all(&mut **tx)
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<i64, _>("id").map_err(DbError::from))
+                .collect()
+        }
+        super::Engine::Sqlite => {
+            let sql = format!(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{name}'), 0),
+                            COALESCE((SELECT MAX(id) FROM {name}), 0)) AS last"
+            );
+            let last: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("last")?;
+            Ok((1..=n).map(|i| last + i).collect())
+        }
     }
-    ids.into_iter()
-        .map(|id| id.ok_or_else(|| corrupt("withdrawals.id", "INSERT returned too few rows")))
-        .collect()
+}
+
+/// A table whose ids [`allocate_ids`] gives out.
+#[derive(Debug, Clone, Copy)]
+pub enum IdTable {
+    Withdrawals,
+    PayoutAddresses,
+}
+
+impl IdTable {
+    fn name(self) -> &'static str {
+        match self {
+            IdTable::Withdrawals => "withdrawals",
+            IdTable::PayoutAddresses => "payout_addresses",
+        }
+    }
 }
 
 pub async fn by_foreign_id(
@@ -249,6 +318,11 @@ pub async fn by_foreign_id(
 }
 
 /// The project's withdrawals with these `foreign_id`s, read in the caller's transaction.
+///
+/// One statement text whatever the number of ids (the list is one JSON parameter), so it is
+/// prepared once per connection. On PostgreSQL each id is looked up on its own through the
+/// `(project_id, foreign_id)` key: with `IN (...)`, a table that grew since it was last
+/// analyzed (a new install's first minutes) could be planned as a scan of the whole project.
 pub async fn by_foreign_ids_in(
     tx: &mut Tx,
     project_id: &str,
@@ -257,14 +331,24 @@ pub async fn by_foreign_ids_in(
     if foreign_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut p = super::Params::new(2);
-    let list: Vec<String> = foreign_ids.iter().map(|f| p.text(*f)).collect();
-    let sql = format!(
-        "SELECT {COLUMNS} FROM withdrawals WHERE project_id = $1 AND foreign_id IN ({})",
-        list.join(", ")
-    );
-    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id));
-    let rows = q.fetch_all(&mut **tx).await?;
+    let sql = match super::engine_of(tx) {
+        super::Engine::Postgres => format!(
+            "SELECT w.* FROM json_array_elements_text($2::json) AS f(fid)
+             CROSS JOIN LATERAL (SELECT {COLUMNS} FROM withdrawals
+                WHERE project_id = $1 AND foreign_id = f.fid LIMIT 1) AS w"
+        ),
+        super::Engine::Sqlite => format!(
+            "SELECT {COLUMNS} FROM withdrawals
+             WHERE project_id = $1 AND foreign_id IN (SELECT value FROM json_each($2))"
+        ),
+    };
+    let ids = serde_json::to_string(foreign_ids)
+        .map_err(|e| super::corrupt("foreign_id", e.to_string()))?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -342,6 +426,14 @@ pub struct StatusWrite<'a> {
     pub txid: Option<&'a str>,
 }
 
+const STATUS_COLS: Cols = &[
+    ("wid", Ty::Int),
+    ("from_status", Ty::Text),
+    ("to_status", Ty::Text),
+    ("new_error", Ty::Text),
+    ("new_txid", Ty::Text),
+];
+
 /// [`set_status`] for several withdrawals in one statement. Returns the ids that moved (those
 /// still in their `from` status); the others were moved by someone else first.
 pub async fn set_statuses(
@@ -352,24 +444,28 @@ pub async fn set_statuses(
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "WITH v (wid, from_status, to_status, new_error, new_txid) AS (VALUES {})
-         UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
-            txid = COALESCE(v.new_txid, withdrawals.txid), updated_at = $1
-         FROM v WHERE withdrawals.id = v.wid AND withdrawals.status = v.from_status
-         RETURNING id",
-        super::values_list(writes.len(), 5, 2)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    let mut rows = JsonRows::new(STATUS_COLS);
     for w in writes {
-        q = q
-            .bind(w.id)
-            .bind(w.from.as_str())
-            .bind(w.to.as_str())
-            .bind(w.error.map(str::to_string))
-            .bind(w.txid.map(str::to_string));
+        rows.push(&[
+            V::Int(w.id),
+            V::Text(w.from.as_str()),
+            V::Text(w.to.as_str()),
+            V::OptText(w.error),
+            V::OptText(w.txid),
+        ]);
     }
-    let rows = q.fetch_all(&mut **tx).await?;
+    let select = JsonRows::select(super::engine_of(tx), STATUS_COLS, 2);
+    let sql = format!(
+        "UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
+            txid = COALESCE(v.new_txid, withdrawals.txid), updated_at = $1
+         FROM ({select}) AS v WHERE withdrawals.id = v.wid AND withdrawals.status = v.from_status
+         RETURNING id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(rows.finish())
+        .fetch_all(&mut **tx)
+        .await?;
     rows.iter()
         .map(|r| r.try_get::<i64, _>("id").map_err(DbError::from))
         .collect()
@@ -409,32 +505,45 @@ pub struct NewEvent<'a> {
 
 /// Writes timeline entries in one statement.
 pub async fn add_events(tx: &mut Tx, events: &[NewEvent<'_>], now: i64) -> Result<(), DbError> {
+    let mut writes = Writes::new(super::engine_of(tx));
+    push_events(&mut writes, events, now);
+    writes.run(tx).await
+}
+
+const EVENT_COLS: Cols = &[
+    ("withdrawal_id", Ty::Int),
+    ("from_status", Ty::Text),
+    ("to_status", Ty::Text),
+    ("actor_kind", Ty::Text),
+    ("actor_id", Ty::Text),
+    ("note", Ty::Text),
+    ("created_at", Ty::Int),
+];
+
+/// Adds the insert of timeline entries.
+pub fn push_events(writes: &mut Writes, events: &[NewEvent<'_>], now: i64) {
     if events.is_empty() {
-        return Ok(());
+        return;
     }
-    let mut p = super::Params::new(1);
-    let rows: Vec<String> = events
-        .iter()
-        .map(|e| {
-            super::row(&[
-                p.int(e.withdrawal_id),
-                p.opt_text(e.from.map(Status::as_str)),
-                p.text(e.to.as_str()),
-                p.text(e.actor_kind),
-                p.text(e.actor_id),
-                p.text(e.note),
-                p.int(now),
-            ])
-        })
-        .collect();
+    let mut rows = JsonRows::new(EVENT_COLS);
+    for e in events {
+        rows.push(&[
+            V::Int(e.withdrawal_id),
+            V::OptText(e.from.map(Status::as_str)),
+            V::Text(e.to.as_str()),
+            V::Text(e.actor_kind),
+            V::Text(e.actor_id),
+            V::Text(e.note),
+            V::Int(now),
+        ]);
+    }
+    let n = rows.len() as u64;
+    let select = JsonRows::select(writes.engine(), EVENT_COLS, 1);
     let sql = format!(
         "INSERT INTO withdrawal_events (withdrawal_id, from_status, to_status, actor_kind, actor_id, note, created_at)
-         VALUES {}",
-        rows.join(", ")
+         {select}"
     );
-    let q = p.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
-    q.execute(&mut **tx).await?;
-    Ok(())
+    writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
 }
 
 #[derive(Debug, Clone)]
@@ -469,27 +578,6 @@ pub async fn events(db: &Db, withdrawal_id: i64) -> Result<Vec<Event>, DbError> 
         .collect()
 }
 
-/// Records the destination in the address book and returns its id.
-pub async fn touch_address(
-    tx: &mut Tx,
-    project_id: &str,
-    currency: &str,
-    address: &str,
-    tag: Option<&str>,
-    now: i64,
-) -> Result<i64, DbError> {
-    let key = AddressKey {
-        project_id,
-        currency,
-        address,
-        tag: tag.unwrap_or(""),
-    };
-    let ids = touch_addresses(tx, &[key], now).await?;
-    ids.first()
-        .copied()
-        .ok_or_else(|| corrupt("payout_addresses.id", "upsert returned no row"))
-}
-
 /// An address book entry (no tag is the empty tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AddressKey<'a> {
@@ -499,51 +587,113 @@ pub struct AddressKey<'a> {
     pub tag: &'a str,
 }
 
-/// [`touch_address`] for several distinct entries in one statement; the ids come back in the
-/// order given. (Distinct: one upsert may not update a row twice.)
-pub async fn touch_addresses(
-    tx: &mut Tx,
-    keys: &[AddressKey<'_>],
-    now: i64,
-) -> Result<Vec<i64>, DbError> {
+const ADDRESS_KEY_COLS: Cols = &[
+    ("i", Ty::Int),
+    ("project_id", Ty::Text),
+    ("currency", Ty::Text),
+    ("address", Ty::Text),
+    ("tag", Ty::Text),
+];
+
+const ADDRESS_COLS: Cols = &[
+    ("id", Ty::Int),
+    ("project_id", Ty::Text),
+    ("currency", Ty::Text),
+    ("address", Ty::Text),
+    ("tag", Ty::Text),
+    ("first_used_at", Ty::Int),
+    ("last_used_at", Ty::Int),
+];
+
+/// The address book's id of each (distinct) entry, in the order given: the existing entry's,
+/// or one allocated for an entry [`push_addresses`] will create. Read before any lock is
+/// taken; the write checks that the ids still hold.
+pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64>, DbError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let mut rows = JsonRows::new(ADDRESS_KEY_COLS);
+    for (i, k) in keys.iter().enumerate() {
+        rows.push(&[
+            V::Int(i as i64),
+            V::Text(k.project_id),
+            V::Text(k.currency),
+            V::Text(k.address),
+            V::Text(k.tag),
+        ]);
+    }
+    let engine = super::engine_of(tx);
+    let keyed = JsonRows::select(engine, ADDRESS_KEY_COLS, 1);
+    // Each entry looked up by its unique key on its own, whatever the table's statistics say.
     let sql = format!(
-        "INSERT INTO payout_addresses (project_id, currency, address, tag, first_used_at, last_used_at)
-         VALUES {}
-         ON CONFLICT (project_id, currency, address, tag) DO UPDATE SET last_used_at = excluded.last_used_at
-         RETURNING id, project_id, currency, address, tag",
-        super::values_list(keys.len(), 6, 1)
+        "SELECT k.i, a.id FROM ({keyed}) AS k CROSS JOIN LATERAL (
+            SELECT id FROM payout_addresses
+            WHERE project_id = k.project_id AND currency = k.currency AND address = k.address
+              AND tag = k.tag LIMIT 1) AS a"
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for k in keys {
-        q = q
-            .bind(k.project_id.to_string())
-            .bind(k.currency.to_string())
-            .bind(k.address.to_string())
-            .bind(k.tag.to_string())
-            .bind(now)
-            .bind(now);
+    let sql = match engine {
+        super::Engine::Postgres => sql,
+        super::Engine::Sqlite => format!(
+            "SELECT k.i, a.id FROM ({keyed}) AS k JOIN payout_addresses AS a
+             ON a.project_id = k.project_id AND a.currency = k.currency AND a.address = k.address
+               AND a.tag = k.tag"
+        ),
+    };
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(rows.finish())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut ids: Vec<Option<i64>> = vec![None; keys.len()];
+    for row in &found {
+        let i: i64 = row.try_get("i")?;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| ids.get_mut(i))
+            .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
+        *slot = Some(row.try_get("id")?);
     }
-    let rows = q.fetch_all(&mut **tx).await?;
-    let mut ids = vec![None; keys.len()];
-    for row in &rows {
-        let (p, c, a, t): (String, String, String, String) = (
-            row.try_get("project_id")?,
-            row.try_get("currency")?,
-            row.try_get("address")?,
-            row.try_get("tag")?,
-        );
-        let i = keys
-            .iter()
-            .position(|k| k.project_id == p && k.currency == c && k.address == a && k.tag == t)
-            .ok_or_else(|| corrupt("payout_addresses.address", &a))?;
-        ids[i] = Some(row.try_get::<i64, _>("id")?);
-    }
+    let missing = ids.iter().filter(|id| id.is_none()).count();
+    let mut new = allocate_ids(tx, IdTable::PayoutAddresses, missing)
+        .await?
+        .into_iter();
     ids.into_iter()
-        .map(|id| id.ok_or_else(|| corrupt("payout_addresses.id", "upsert returned too few rows")))
+        .map(|id| match id {
+            Some(id) => Ok(id),
+            None => new
+                .next()
+                .ok_or_else(|| corrupt("payout_addresses.id", "too few ids allocated")),
+        })
         .collect()
+}
+
+/// Adds the upsert of address book entries with the ids [`address_ids`] gave: new entries
+/// are created, known ones marked used now. An entry created meanwhile under another id (by
+/// another instance) fails the writes, as its withdrawals would point at the wrong entry.
+pub fn push_addresses(writes: &mut Writes, keys: &[AddressKey<'_>], ids: &[i64], now: i64) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut rows = JsonRows::new(ADDRESS_COLS);
+    for (k, &id) in keys.iter().zip(ids) {
+        rows.push(&[
+            V::Int(id),
+            V::Text(k.project_id),
+            V::Text(k.currency),
+            V::Text(k.address),
+            V::Text(k.tag),
+            V::Int(now),
+            V::Int(now),
+        ]);
+    }
+    let n = rows.len() as u64;
+    let select = JsonRows::select(writes.engine(), ADDRESS_COLS, 1);
+    let sql = format!(
+        "INSERT INTO payout_addresses (id, project_id, currency, address, tag, first_used_at, last_used_at)
+         {select} WHERE true
+         ON CONFLICT (project_id, currency, address, tag) DO UPDATE SET last_used_at = excluded.last_used_at
+         WHERE payout_addresses.id = excluded.id"
+    );
+    writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
 }
 
 /// Pending withdrawals whose expiry has passed, oldest first.

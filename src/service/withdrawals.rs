@@ -8,6 +8,7 @@
 use crate::clock::HOUR_MS;
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, BalanceError, LedgerKind};
+use crate::db::batch::Writes;
 use crate::db::jobs::{self, JobKind, NewJob};
 use crate::db::limits;
 use crate::db::projects::Project;
@@ -375,7 +376,9 @@ async fn changes_in(
         .filter(|&(i, _, _)| moved.contains(&items[i].0.id))
         .collect();
 
-    // Funds: per balance, every release or debit in one statement.
+    // Every row written below goes in `out`, sent once the rows to lock are locked.
+    let mut out = Writes::new(crate::db::engine_of(tx));
+    // Funds: per balance, every release or debit.
     let mut moves: BTreeMap<(String, String), Vec<Move>> = BTreeMap::new();
     for &(i, _, funds) in &planned {
         let w = items[i].0;
@@ -395,7 +398,7 @@ async fn changes_in(
                 format!("{}/{} missing for held withdrawal", key.0, key.1),
             )));
         };
-        let after = balances::move_many(tx, &key.0, &key.1, balance, &list, now).await?;
+        let after = balances::push_moves(&mut out, &key.0, &key.1, balance, &list, now)?;
         held.insert(key, Some(after));
     }
     for &(i, _, funds) in &planned {
@@ -438,7 +441,7 @@ async fn changes_in(
             }
         })
         .collect();
-    wdb::add_events(tx, &events, now).await?;
+    wdb::push_events(&mut out, &events, now);
     let mut outbox = Vec::new();
     for &(i, to, _) in &planned {
         let Some(after) = &answers[i] else { continue };
@@ -455,7 +458,7 @@ async fn changes_in(
             });
         }
     }
-    jobs::enqueue_many(tx, &outbox, now).await?;
+    jobs::push_jobs(&mut out, &outbox, now);
     for &(i, _, _) in &planned {
         let (w, change) = items[i];
         if let (Status::Pending, Some(after)) = (w.status, &answers[i]) {
@@ -479,7 +482,18 @@ async fn changes_in(
             }
         })
         .collect();
-    audit::append_many(tx, &records, now).await?;
+    let mut projects: Vec<&str> = records.iter().map(|e| e.project_id).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    for project_id in projects {
+        let mine: Vec<&audit::Entry> = records
+            .iter()
+            .filter(|e| e.project_id == project_id)
+            .collect();
+        let head = audit::reserve(tx, project_id, mine.len()).await?;
+        audit::push_chain(&mut out, head, &mine, now);
+    }
+    out.run(tx).await?;
     Ok(answers)
 }
 

@@ -24,11 +24,14 @@
 use super::{Basis, Rules, balance_not_enough, effects, replay};
 use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, Balance, BalanceError, LedgerKind};
+use crate::db::batch::Writes;
 use crate::db::exchanges;
 use crate::db::jobs;
 use crate::db::limits;
 use crate::db::projects::Project;
-use crate::db::withdrawals::{self as wdb, AddressKey, NewEvent, Withdrawal, WithdrawalExchange};
+use crate::db::withdrawals::{
+    self as wdb, AddressKey, IdTable, NewEvent, Withdrawal, WithdrawalExchange,
+};
 use crate::db::{DbError, Tx};
 use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
 use crate::domain::withdrawal::{NewWithdrawal, Status};
@@ -155,22 +158,34 @@ async fn write_queued(state: AppState) {
     }
 }
 
-/// Writes the batch and answers each request; on a failure of the whole batch, writes each
-/// request on its own.
+/// Writes the batch and answers each request. A batch that fails on a unique key (a replay
+/// among them) is written again with the replays looked up first; one that still fails is
+/// written request by request.
 async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> {
     let all: Vec<&Request> = requests.iter().collect();
-    match write(state, &all).await {
+    let mut failed = match write(state, &all, false).await {
         Ok(answers) => return answers,
-        Err(e) if requests.len() == 1 => return vec![alone_failed(state, &requests[0], e).await],
+        Err(e) => e,
+    };
+    if requests.len() == 1 {
+        return vec![alone_failed(state, &requests[0], failed).await];
+    }
+    if failed.is_unique_violation() {
+        failed = match write(state, &all, true).await {
+            Ok(answers) => return answers,
+            Err(e) => e,
+        };
+    }
+    match failed {
         // The database is away: one by one would only wait for it again, once per request.
-        Err(DbError::Unavailable(e)) => {
+        DbError::Unavailable(e) => {
             let e = e.to_string();
             return requests
                 .iter()
                 .map(|_| Err(ApiError::Unavailable(e.clone())))
                 .collect();
         }
-        Err(e) => tracing::info!(
+        e => tracing::info!(
             withdrawals = requests.len(),
             error = %e,
             "a batch of withdrawals failed as a whole; writing them one by one"
@@ -178,7 +193,7 @@ async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> 
     }
     let mut answers = Vec::with_capacity(requests.len());
     for r in requests {
-        answers.push(match write(state, &[r]).await {
+        answers.push(match write(state, &[r], true).await {
             Ok(mut one) => one
                 .pop()
                 .unwrap_or_else(|| Err(ApiError::internal("no answer"))),
@@ -224,7 +239,20 @@ struct Window {
 
 /// Writes `batch` in one transaction. `Ok` holds one answer per request (a balance refusal
 /// is an answer); `Err` means nothing was written.
-async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbError> {
+///
+/// The order keeps row locks short: everything that needs no lock is read first (replays
+/// when asked for, limits and tiers, address book ids, new ids); then the balances, the limit
+/// windows and the audit chains are locked, in that order; then every row is written by one
+/// [`Writes`] (one statement on PostgreSQL) and the transaction commits.
+///
+/// Without `check_replays` a replayed `foreign_id` is caught by its unique key instead: the
+/// batch fails as a whole and is written again with the check (one read saved on the way
+/// every batch takes).
+async fn write(
+    state: &AppState,
+    batch: &[&Request],
+    check_replays: bool,
+) -> Result<Vec<Answer>, DbError> {
     let now = state.now();
     let (hour, day) = limits::buckets(now);
     let buckets = [hour.as_str(), day.as_str()];
@@ -235,7 +263,7 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
     let mut projects: Vec<&str> = batch.iter().map(|r| r.project.id.as_str()).collect();
     projects.sort_unstable();
     projects.dedup();
-    for project_id in projects {
+    for &project_id in projects.iter().filter(|_| check_replays) {
         let ids: Vec<&str> = batch
             .iter()
             .filter(|r| r.project.id == project_id)
@@ -250,8 +278,7 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         }
     }
 
-    // The limits and tiers that apply, read before any lock is taken (on PostgreSQL every
-    // statement after the balance's lock makes the next batch wait longer).
+    // The limits and tiers that apply.
     let mut rules: BTreeMap<(&str, Scope, &str), Rules> = BTreeMap::new();
     for (i, r) in batch.iter().enumerate() {
         let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
@@ -260,6 +287,22 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
             rules.insert(key, loaded);
         }
     }
+
+    // The address book's ids (existing or new) and the new withdrawals' ids.
+    let mut keys: Vec<AddressKey> = Vec::new();
+    for (i, r) in batch.iter().enumerate() {
+        let k = address_key(r);
+        if answers[i].is_none() && !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    // Sorted: two instances upserting the same entries take their rows in the same order.
+    keys.sort_unstable_by_key(|k| (k.project_id, k.currency, k.address, k.tag));
+    let address_ids = wdb::address_ids(&mut tx, &keys).await?;
+    let open = answers.iter().filter(|a| a.is_none()).count();
+    let mut new_ids = wdb::allocate_ids(&mut tx, IdTable::Withdrawals, open)
+        .await?
+        .into_iter();
 
     // Locks in a fixed order: every balance, then every limit window, each sorted.
     let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
@@ -339,37 +382,28 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         });
     }
 
-    // The address book, once per distinct destination.
-    let mut keys: Vec<AddressKey> = Vec::new();
-    for p in &planned {
-        let k = address_key(p.r);
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    let address_ids = wdb::touch_addresses(&mut tx, &keys, now).await?;
-
     let expiry_ms = i64::try_from(state.settings.withdrawals.pending_expiry_hours).unwrap_or(24)
         * crate::clock::HOUR_MS;
     let mut rows = Vec::with_capacity(planned.len());
+    let mut used_keys: Vec<usize> = Vec::new();
     for p in &planned {
         let exchange = match p.r.basis.priced.price.exchange {
             Some(c) => Some(record_exchange(&mut tx, p.r, c, now).await?),
             None => None,
         };
         let k = address_key(p.r);
-        let address_id = keys
+        let at = keys
             .iter()
             .position(|x| *x == k)
-            .map(|i| address_ids[i])
-            .ok_or_else(|| crate::db::corrupt("payout_addresses", "address not touched"))?;
-        rows.push(withdrawal(
-            p, exchange, address_id, &hour, &day, expiry_ms, now,
-        ));
-    }
-    let ids = wdb::insert_many(&mut tx, &rows.iter().collect::<Vec<_>>()).await?;
-    for (w, id) in rows.iter_mut().zip(ids) {
-        w.id = id;
+            .ok_or_else(|| crate::db::corrupt("payout_addresses", "address not looked up"))?;
+        if !used_keys.contains(&at) {
+            used_keys.push(at);
+        }
+        let mut w = withdrawal(p, exchange, address_ids[at], &hour, &day, expiry_ms, now);
+        w.id = new_ids
+            .next()
+            .ok_or_else(|| crate::db::corrupt("withdrawals.id", "too few ids allocated"))?;
+        rows.push(w);
     }
     let row_of = |i: usize| {
         accepted
@@ -379,6 +413,29 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
             .ok_or_else(|| crate::db::corrupt("withdrawals", "hold without a withdrawal"))
     };
 
+    // The audit chains, locked last.
+    let records: Vec<audit::Entry> = rows
+        .iter()
+        .zip(&planned)
+        .map(|(w, p)| created_record(w, p.r))
+        .collect();
+    let mut chains = Vec::new();
+    for &project_id in &projects {
+        let mine: Vec<&audit::Entry> = records
+            .iter()
+            .filter(|e| e.project_id == project_id)
+            .collect();
+        if !mine.is_empty() {
+            chains.push((audit::reserve(&mut tx, project_id, mine.len()).await?, mine));
+        }
+    }
+
+    let mut writes = Writes::new(crate::db::engine_of(&tx));
+    used_keys.sort_unstable();
+    let used: Vec<AddressKey> = used_keys.iter().map(|&at| keys[at]).collect();
+    let used_ids: Vec<i64> = used_keys.iter().map(|&at| address_ids[at]).collect();
+    wdb::push_addresses(&mut writes, &used, &used_ids, now);
+    wdb::push_inserts(&mut writes, &rows.iter().collect::<Vec<_>>());
     for (&(project_id, currency), b) in &balances {
         let Some(b) = b else { continue };
         if b.holds.is_empty() {
@@ -389,21 +446,20 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
             .iter()
             .map(|&(amount, i)| Ok((LedgerKind::Hold, amount, row_of(i)?.id)))
             .collect::<Result<Vec<_>, DbError>>()?;
-        balances::move_many(&mut tx, project_id, currency, b.read, &holds, now)
-            .await
-            .map_err(|e| match e {
+        balances::push_moves(&mut writes, project_id, currency, b.read, &holds, now).map_err(
+            |e| match e {
                 BalanceError::Db(d) => d,
                 BalanceError::Insufficient => {
                     crate::db::corrupt("balances", "holds beyond the balance read")
                 }
-            })?;
+            },
+        )?;
     }
     for (&(project_id, scope, currency), w) in &windows {
         if w.used != w.read {
-            limits::put_usages(&mut tx, project_id, scope, currency, buckets, w.used).await?;
+            limits::push_usages(&mut writes, project_id, scope, currency, buckets, w.used);
         }
     }
-
     let notes: Vec<String> = rows
         .iter()
         .map(|w| {
@@ -424,18 +480,16 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
             note,
         })
         .collect();
-    wdb::add_events(&mut tx, &events, now).await?;
+    wdb::push_events(&mut writes, &events, now);
     let outbox: Vec<jobs::NewJob> = rows.iter().flat_map(|w| effects(state, w, now)).collect();
-    jobs::enqueue_many(&mut tx, &outbox, now).await?;
+    jobs::push_jobs(&mut writes, &outbox, now);
+    for (head, mine) in chains {
+        audit::push_chain(&mut writes, head, &mine, now);
+    }
+    writes.run(&mut tx).await?;
     for w in rows.iter().filter(|w| w.status == Status::Pending) {
         alerts::on_pending(&mut tx, state, w, now).await?;
     }
-    let records: Vec<audit::Entry> = rows
-        .iter()
-        .zip(&planned)
-        .map(|(w, p)| created_record(w, p.r))
-        .collect();
-    audit::append_many(&mut tx, &records, now).await?;
     tx.commit().await.map_err(DbError::from)?;
     state.wake.notify_one();
     if !rows.is_empty() {

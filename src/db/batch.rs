@@ -1,0 +1,310 @@
+//! Multi-row writes whose statement text does not depend on the rows, sent together.
+//!
+//! A batch's rows travel as one JSON parameter ([`JsonRows`]), read back as a table by
+//! `json_to_recordset` (PostgreSQL) or `json_each` (SQLite). The text of each statement is
+//! then the same for one row or sixty-four, so it is prepared and planned once per
+//! connection: a statement whose text changed with every batch was never found in the
+//! statement cache, and on PostgreSQL each new text costs a round trip to prepare it.
+//!
+//! [`Writes`] gathers a transaction's writes and sends them together: on PostgreSQL as one
+//! statement (each write a data-modifying CTE: all run, on one snapshot, and foreign keys are
+//! checked at the end of the statement), on SQLite one after another in the order given
+//! (parents first). Writes that must touch an exact number of rows say so, and a write that
+//! does not makes [`Writes::run`] fail, so the caller's transaction rolls back.
+
+use super::{DbError, Engine, Tx};
+use sqlx::Row;
+
+/// A column's SQL type as read from the JSON rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    Text,
+    Int,
+}
+
+/// One value of a JSON row.
+#[derive(Clone, Copy, Debug)]
+pub enum V<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+/// The columns of a JSON row set, named and typed once.
+pub type Cols = &'static [(&'static str, Ty)];
+
+/// Rows for one statement, as a JSON array of objects keyed by column name.
+pub struct JsonRows {
+    cols: Cols,
+    json: String,
+    len: usize,
+}
+
+impl JsonRows {
+    pub fn new(cols: Cols) -> JsonRows {
+        JsonRows {
+            cols,
+            json: String::from("["),
+            len: 0,
+        }
+    }
+
+    /// Appends a row: one value per column, in the columns' order.
+    pub fn push(&mut self, values: &[V<'_>]) {
+        debug_assert_eq!(values.len(), self.cols.len(), "one value per column");
+        self.json.push_str(if self.len == 0 { "{" } else { ",{" });
+        for (i, ((name, _), v)) in self.cols.iter().zip(values).enumerate() {
+            if i > 0 {
+                self.json.push(',');
+            }
+            self.json.push('"');
+            self.json.push_str(name);
+            self.json.push_str("\":");
+            match *v {
+                V::Text(s) | V::OptText(Some(s)) => self.json.push_str(&json_string(s)),
+                V::Int(n) | V::OptInt(Some(n)) => self.json.push_str(&n.to_string()),
+                V::OptText(None) | V::OptInt(None) => self.json.push_str("null"),
+            }
+        }
+        self.json.push('}');
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The JSON parameter.
+    pub fn finish(mut self) -> String {
+        self.json.push(']');
+        self.json
+    }
+
+    /// `SELECT <columns> FROM` the rows bound as parameter `$param`, typed.
+    pub fn select(engine: Engine, cols: Cols, param: usize) -> String {
+        let names: Vec<String> = cols.iter().map(|(n, _)| format!("x.{n}")).collect();
+        match engine {
+            Engine::Postgres => {
+                let defs: Vec<String> = cols
+                    .iter()
+                    .map(|(n, t)| format!("{n} {}", pg_type(*t)))
+                    .collect();
+                format!(
+                    "SELECT {} FROM json_to_recordset(${param}::json) AS x({})",
+                    names.join(", "),
+                    defs.join(", ")
+                )
+            }
+            Engine::Sqlite => {
+                let cells: Vec<String> = cols
+                    .iter()
+                    .map(|(n, _)| format!("value ->> '{n}' AS {n}"))
+                    .collect();
+                format!(
+                    "SELECT {} FROM (SELECT {} FROM json_each(${param})) AS x",
+                    names.join(", "),
+                    cells.join(", ")
+                )
+            }
+        }
+    }
+}
+
+fn pg_type(t: Ty) -> &'static str {
+    match t {
+        Ty::Text => "text",
+        Ty::Int => "bigint",
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// A scalar parameter of a write.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+struct Write {
+    /// Numbers its own parameters `$1..$n`, `n` = `args.len()`.
+    sql: String,
+    args: Vec<Arg>,
+    expect: Option<u64>,
+}
+
+/// A transaction's writes, sent together (see the module's documentation).
+pub struct Writes {
+    engine: Engine,
+    writes: Vec<Write>,
+}
+
+impl Writes {
+    pub fn new(engine: Engine) -> Writes {
+        Writes {
+            engine,
+            writes: Vec::new(),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Adds an `INSERT`, `UPDATE` or `DELETE` (without `RETURNING`) that numbers its own
+    /// parameters from `$1`; `expect` is the number of rows it must touch, if known.
+    pub fn push(&mut self, sql: String, args: Vec<Arg>, expect: Option<u64>) {
+        self.writes.push(Write { sql, args, expect });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub async fn run(self, tx: &mut Tx) -> Result<(), DbError> {
+        if self.engine == Engine::Postgres && self.writes.len() > 1 {
+            return run_as_one(self.writes, tx).await;
+        }
+        for w in self.writes {
+            let q = bind(sqlx::query(sqlx::AssertSqlSafe(w.sql)), w.args);
+            let done = q.execute(&mut **tx).await?;
+            check(w.expect, done.rows_affected())?;
+        }
+        Ok(())
+    }
+}
+
+fn check(expect: Option<u64>, touched: u64) -> Result<(), DbError> {
+    match expect {
+        Some(n) if n != touched => Err(DbError::Query(sqlx::Error::Protocol(format!(
+            "a batched write touched {touched} rows, expected {n}"
+        )))),
+        _ => Ok(()),
+    }
+}
+
+fn bind<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
+/// PostgreSQL: `WITH w0 AS (...), w1 AS (... RETURNING 1) SELECT (SELECT count(*) FROM w1)`.
+async fn run_as_one(writes: Vec<Write>, tx: &mut Tx) -> Result<(), DbError> {
+    let mut ctes = Vec::with_capacity(writes.len());
+    let mut counts = Vec::new();
+    let mut expects = Vec::new();
+    let mut args = Vec::new();
+    for (i, w) in writes.into_iter().enumerate() {
+        let sql = renumber(&w.sql, args.len());
+        match w.expect {
+            Some(n) => {
+                ctes.push(format!("w{i} AS ({sql} RETURNING 1)"));
+                counts.push(format!("(SELECT count(*) FROM w{i}) AS n{i}"));
+                expects.push(n);
+            }
+            None => ctes.push(format!("w{i} AS ({sql})")),
+        }
+        args.extend(w.args);
+    }
+    let select = if counts.is_empty() {
+        "SELECT 1".to_string()
+    } else {
+        format!("SELECT {}", counts.join(", "))
+    };
+    let sql = format!("WITH {} {select}", ctes.join(", "));
+    let row = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+        .fetch_one(&mut **tx)
+        .await?;
+    for (i, n) in expects.into_iter().enumerate() {
+        let touched: i64 = row.try_get(i)?;
+        check(Some(n), u64::try_from(touched).unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+/// `sql` with each placeholder `$k` moved to `$(k + by)`. Our statements use `$` only for
+/// placeholders (no dollar quoting, no `$` in literals).
+fn renumber(sql: &str, by: usize) -> String {
+    if by == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(&(_, d)) = chars.peek() {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            n.push(d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(k) => out.push_str(&format!("${}", k + by)),
+            Err(_) => out.push('$'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_move_past_the_writes_before() {
+        assert_eq!(
+            renumber("INSERT INTO t VALUES ($1, $2, $10) -- $", 3),
+            "INSERT INTO t VALUES ($4, $5, $13) -- $"
+        );
+        assert_eq!(renumber("a = $1", 0), "a = $1");
+    }
+
+    #[test]
+    fn rows_are_json_objects_with_escaped_text() {
+        const COLS: Cols = &[("a", Ty::Text), ("b", Ty::Int), ("c", Ty::Text)];
+        let mut rows = JsonRows::new(COLS);
+        assert!(rows.is_empty());
+        rows.push(&[V::Text("x\"y"), V::Int(-3), V::OptText(None)]);
+        rows.push(&[V::Text("é"), V::OptInt(None), V::OptText(Some("z"))]);
+        assert_eq!(rows.len(), 2);
+        let json = rows.finish();
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!([{"a": "x\"y", "b": -3, "c": null}, {"a": "é", "b": null, "c": "z"}])
+        );
+    }
+
+    #[test]
+    fn the_select_reads_typed_columns_on_each_engine() {
+        const COLS: Cols = &[("a", Ty::Text), ("b", Ty::Int)];
+        assert_eq!(
+            JsonRows::select(Engine::Postgres, COLS, 3),
+            "SELECT x.a, x.b FROM json_to_recordset($3::json) AS x(a text, b bigint)"
+        );
+        assert_eq!(
+            JsonRows::select(Engine::Sqlite, COLS, 1),
+            "SELECT x.a, x.b FROM (SELECT value ->> 'a' AS a, value ->> 'b' AS b FROM json_each($1)) AS x"
+        );
+    }
+}
