@@ -183,9 +183,9 @@ impl Writes {
 
 fn check(expect: Option<u64>, touched: u64) -> Result<(), DbError> {
     match expect {
-        Some(n) if n != touched => Err(DbError::Query(sqlx::Error::Protocol(format!(
+        Some(n) if n != touched => Err(DbError::Stale(format!(
             "a batched write touched {touched} rows, expected {n}"
-        )))),
+        ))),
         _ => Ok(()),
     }
 }

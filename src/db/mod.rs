@@ -52,6 +52,10 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt value in column {column}: {value:?}")]
     Corrupt { column: &'static str, value: String },
+    /// A row read before its lock changed before the write that relied on it (another
+    /// writer got there first): the transaction must roll back; done again, it reads anew.
+    #[error("changed meanwhile: {0}")]
+    Stale(String),
 }
 
 impl From<sqlx::Error> for DbError {
@@ -79,6 +83,10 @@ fn went_away(code: &str) -> bool {
 }
 
 impl DbError {
+    pub fn is_stale(&self) -> bool {
+        matches!(self, DbError::Stale(_))
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         match self {
             DbError::Query(e) => e

@@ -461,9 +461,13 @@ pub async fn set_statuses(
          FROM ({select}) AS v WHERE withdrawals.id = v.wid AND withdrawals.status = v.from_status
          RETURNING id"
     );
+    // Not kept prepared: a plan made while the table was small (a hash join over all of it)
+    // would stay with the connection as the table grows. Planned anew, each time it looks
+    // the rows up by id.
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(rows.finish())
+        .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
     rows.iter()
