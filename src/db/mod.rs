@@ -142,81 +142,6 @@ pub fn values_list(rows: usize, cols: usize, first: usize) -> String {
     s
 }
 
-/// The values of a batched statement, each distinct value bound once: a batch's rows repeat
-/// most of their values (project, currency, status, time), and SQLite finds each parameter
-/// by its name with a linear scan, so a statement's cost grows with the square of its
-/// parameter count. Each call returns the placeholder to write into the SQL.
-pub struct Params {
-    list: Vec<Param>,
-    seen: std::collections::HashMap<Param, usize>,
-    first: usize,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Param {
-    Text(String),
-    Int(i64),
-}
-
-impl Params {
-    /// Placeholders numbered from `$first` (the statement's own parameters come before).
-    pub fn new(first: usize) -> Params {
-        Params {
-            list: Vec::new(),
-            seen: std::collections::HashMap::new(),
-            first,
-        }
-    }
-
-    fn put(&mut self, p: Param) -> String {
-        let n = match self.seen.get(&p) {
-            Some(&n) => n,
-            None => {
-                let n = self.first + self.list.len();
-                self.seen.insert(p.clone(), n);
-                self.list.push(p);
-                n
-            }
-        };
-        format!("${n}")
-    }
-
-    pub fn text(&mut self, v: impl Into<String>) -> String {
-        self.put(Param::Text(v.into()))
-    }
-
-    pub fn int(&mut self, v: i64) -> String {
-        self.put(Param::Int(v))
-    }
-
-    pub fn opt_text(&mut self, v: Option<impl Into<String>>) -> String {
-        v.map_or_else(|| "NULL".to_string(), |v| self.text(v))
-    }
-
-    pub fn opt_int(&mut self, v: Option<i64>) -> String {
-        v.map_or_else(|| "CAST(NULL AS BIGINT)".to_string(), |v| self.int(v))
-    }
-
-    /// Binds the values, in placeholder order, after whatever `q` has bound.
-    pub fn bind<'q>(
-        self,
-        mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
-    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-        for p in self.list {
-            q = match p {
-                Param::Text(s) => q.bind(s),
-                Param::Int(i) => q.bind(i),
-            };
-        }
-        q
-    }
-}
-
-/// `(a, b, c)`: one row of a `VALUES` list.
-pub fn row(cells: &[String]) -> String {
-    format!("({})", cells.join(", "))
-}
-
 pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
     DbError::Corrupt {
         column,
@@ -493,25 +418,6 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::values_list;
-
-    #[test]
-    fn params_bind_each_distinct_value_once() {
-        let mut p = super::Params::new(2);
-        let cells = [
-            p.text("a"),
-            p.int(7),
-            p.text("a"),
-            p.opt_text(None::<String>),
-            p.opt_int(None),
-            p.int(7),
-            p.text("7"),
-        ];
-        assert_eq!(
-            cells,
-            ["$2", "$3", "$2", "NULL", "CAST(NULL AS BIGINT)", "$3", "$4"].map(String::from)
-        );
-        assert_eq!(super::row(&cells[..2]), "($2, $3)");
-    }
 
     #[test]
     fn values_lists_number_rows_in_order() {

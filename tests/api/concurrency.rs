@@ -383,3 +383,55 @@ async fn a_batch_of_changes_moves_each_withdrawal_once() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn batched_writes_that_miss_their_rows_leave_nothing_behind() {
+    use countersign::db::batch::{Arg, Writes};
+    let app = spawn_app().await;
+    app.credit("BTC", "1").await;
+    let db = &app.state.db;
+    let usage = |bucket: &str| {
+        (
+            "INSERT INTO limit_usage (project_id, scope, currency, bucket, amount, base_amount)
+             VALUES ($1, 'api', 'BTC', $2, '1', '1')"
+                .to_string(),
+            vec![
+                Arg::Text(app.project_id().to_string()),
+                Arg::Text(bucket.to_string()),
+            ],
+        )
+    };
+    // The balance's version is not 999: its update touches no row, and the usage row written
+    // before it in the same batch must not survive.
+    let mut tx = db.begin().await.unwrap();
+    let mut writes = Writes::new(db.engine());
+    let (sql, args) = usage("h-stale");
+    writes.push(sql, args, Some(1));
+    writes.push(
+        "UPDATE balances SET held = '0' WHERE project_id = $1 AND currency = 'BTC' AND version = 999"
+            .to_string(),
+        vec![Arg::Text(app.project_id().to_string())],
+        Some(1),
+    );
+    let failed = writes.run(&mut tx).await.unwrap_err();
+    assert!(failed.is_stale(), "{failed}");
+    drop(tx);
+    assert_eq!(app.count("limit_usage").await, 0);
+
+    // The same writes with the right expectations go through together.
+    let mut tx = db.begin().await.unwrap();
+    let mut writes = Writes::new(db.engine());
+    for bucket in ["h-1", "h-2"] {
+        let (sql, args) = usage(bucket);
+        writes.push(sql, args, Some(1));
+    }
+    writes.push(
+        "UPDATE balances SET updated_at = updated_at WHERE project_id = $1 AND currency = 'BTC'"
+            .to_string(),
+        vec![Arg::Text(app.project_id().to_string())],
+        Some(1),
+    );
+    writes.run(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(app.count("limit_usage").await, 2);
+}
