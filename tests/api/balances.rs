@@ -136,3 +136,19 @@ async fn bad_dates_and_currencies_are_named() {
         "must not be in the future (today is 2024-03-05 UTC)"
     );
 }
+
+#[tokio::test]
+async fn an_empty_body_means_no_filters_but_whitespace_is_not_json() {
+    let app = spawn_app().await;
+    let empty = app.post("/balances", "").await;
+    assert_eq!(empty.status().as_u16(), 200);
+    let blank = app.post("/balances", " \n").await;
+    assert_eq!(blank.status().as_u16(), 422);
+    let v: Value = blank.json().await.unwrap();
+    assert!(
+        v["errors"]["body"]
+            .as_str()
+            .is_some_and(|m| m.contains("not valid JSON")),
+        "{v}"
+    );
+}
