@@ -319,10 +319,12 @@ pub async fn by_foreign_id(
 
 /// The project's withdrawals with these `foreign_id`s, read in the caller's transaction.
 ///
-/// One statement text whatever the number of ids (the list is one JSON parameter), so it is
-/// prepared once per connection. On PostgreSQL each id is looked up on its own through the
-/// `(project_id, foreign_id)` key: with `IN (...)`, a table that grew since it was last
-/// analyzed (a new install's first minutes) could be planned as a scan of the whole project.
+/// One statement text whatever the number of ids (the list is one JSON parameter). On
+/// PostgreSQL each id is looked up on its own through the `(project_id, foreign_id)` key, and
+/// the statement is planned anew each time: planned once while the table was small (a new
+/// install's first minutes, before autovacuum has analyzed it), the lookup went through
+/// another index of `project_id` and then scanned the whole project, and a prepared plan
+/// would keep doing so as the table grows.
 pub async fn by_foreign_ids_in(
     tx: &mut Tx,
     project_id: &str,
@@ -347,6 +349,7 @@ pub async fn by_foreign_ids_in(
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(ids)
+        .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
     rows.iter().map(from_row).collect()
@@ -609,13 +612,15 @@ const ADDRESS_COLS: Cols = &[
     ("last_used_at", Ty::Int),
 ];
 
-/// The address book's id of each (distinct) entry, in the order given: the existing entry's,
-/// or one allocated for an entry [`push_addresses`] will create. Read before any lock is
-/// taken; the write checks that the ids still hold.
-pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64>, DbError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Ids for a batch, taken before any lock: the address book's id of each (distinct) entry, in
+/// the order given (the existing entry's, or a new one for an entry [`push_addresses`] will
+/// create; the write checks that they still hold), and `withdrawals` new withdrawal ids. On
+/// PostgreSQL all in one statement.
+pub async fn new_ids(
+    tx: &mut Tx,
+    keys: &[AddressKey<'_>],
+    withdrawals: usize,
+) -> Result<(Vec<i64>, Vec<i64>), DbError> {
     let mut rows = JsonRows::new(ADDRESS_KEY_COLS);
     for (i, k) in keys.iter().enumerate() {
         rows.push(&[
@@ -628,49 +633,86 @@ pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64
     }
     let engine = super::engine_of(tx);
     let keyed = JsonRows::select(engine, ADDRESS_KEY_COLS, 1);
-    // Each entry looked up by its unique key on its own, whatever the table's statistics say.
-    let sql = format!(
-        "SELECT k.i, a.id FROM ({keyed}) AS k CROSS JOIN LATERAL (
-            SELECT id FROM payout_addresses
-            WHERE project_id = k.project_id AND currency = k.currency AND address = k.address
-              AND tag = k.tag LIMIT 1) AS a"
-    );
-    let sql = match engine {
-        super::Engine::Postgres => sql,
-        super::Engine::Sqlite => format!(
+    if engine == super::Engine::Postgres {
+        // Each entry looked up by its unique key on its own, whatever the table's statistics
+        // say; `COALESCE` takes a new id only for an entry not found. Withdrawal ids come
+        // after, with `i` -1.
+        let sql = format!(
+            "SELECT k.i, COALESCE(a.id, nextval(pg_get_serial_sequence('payout_addresses', 'id'))) AS id
+             FROM ({keyed}) AS k LEFT JOIN LATERAL (
+                SELECT id FROM payout_addresses
+                WHERE project_id = k.project_id AND currency = k.currency AND address = k.address
+                  AND tag = k.tag LIMIT 1) AS a ON true
+             UNION ALL
+             SELECT -1, nextval(pg_get_serial_sequence('withdrawals', 'id'))
+             FROM generate_series(1, $2)"
+        );
+        let n = i64::try_from(withdrawals).map_err(|_| corrupt("ids", "too many"))?;
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rows.finish())
+            .bind(n)
+            .fetch_all(&mut **tx)
+            .await?;
+        let (mut addresses, mut ids) = (vec![None; keys.len()], Vec::with_capacity(withdrawals));
+        for row in &found {
+            let (i, id): (i64, i64) = (row.try_get("i")?, row.try_get("id")?);
+            match usize::try_from(i).ok() {
+                None => ids.push(id),
+                Some(i) => {
+                    let slot = addresses
+                        .get_mut(i)
+                        .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
+                    *slot = Some(id);
+                }
+            }
+        }
+        let addresses = addresses
+            .into_iter()
+            .map(|id| id.ok_or_else(|| corrupt("payout_addresses.id", "no id for an entry")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.len() != withdrawals {
+            return Err(corrupt("withdrawals.id", "too few ids allocated"));
+        }
+        return Ok((addresses, ids));
+    }
+    let mut ids: Vec<Option<i64>> = vec![None; keys.len()];
+    if !keys.is_empty() {
+        let sql = format!(
             "SELECT k.i, a.id FROM ({keyed}) AS k JOIN payout_addresses AS a
              ON a.project_id = k.project_id AND a.currency = k.currency AND a.address = k.address
                AND a.tag = k.tag"
-        ),
-    };
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(rows.finish())
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut ids: Vec<Option<i64>> = vec![None; keys.len()];
-    for row in &found {
-        let i: i64 = row.try_get("i")?;
-        let slot = usize::try_from(i)
-            .ok()
-            .and_then(|i| ids.get_mut(i))
-            .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
-        *slot = Some(row.try_get("id")?);
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rows.finish())
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in &found {
+            let i: i64 = row.try_get("i")?;
+            let slot = usize::try_from(i)
+                .ok()
+                .and_then(|i| ids.get_mut(i))
+                .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
+            *slot = Some(row.try_get("id")?);
+        }
     }
     let missing = ids.iter().filter(|id| id.is_none()).count();
     let mut new = allocate_ids(tx, IdTable::PayoutAddresses, missing)
         .await?
         .into_iter();
-    ids.into_iter()
+    let addresses = ids
+        .into_iter()
         .map(|id| match id {
             Some(id) => Ok(id),
             None => new
                 .next()
                 .ok_or_else(|| corrupt("payout_addresses.id", "too few ids allocated")),
         })
-        .collect()
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let withdrawal_ids = allocate_ids(tx, IdTable::Withdrawals, withdrawals).await?;
+    Ok((addresses, withdrawal_ids))
 }
 
-/// Adds the upsert of address book entries with the ids [`address_ids`] gave: new entries
+/// Adds the upsert of address book entries with the ids [`new_ids`] gave: new entries
 /// are created, known ones marked used now. An entry created meanwhile under another id (by
 /// another instance) fails the writes, as its withdrawals would point at the wrong entry.
 pub fn push_addresses(writes: &mut Writes, keys: &[AddressKey<'_>], ids: &[i64], now: i64) {

@@ -2,8 +2,8 @@
 //!
 //! Every new withdrawal, once priced and checked against the operator gate, is queued here.
 //! One task per process takes whatever is queued (up to [`MAX_BATCH`]) and writes it in one
-//! transaction. First what needs no lock: the limits and tiers that apply, the address book's
-//! ids, ids for the new withdrawals. Then each balance, each limit window and each audit
+//! transaction. First what needs no lock: replays (answered as the first request was), the
+//! limits and tiers that apply, the address book's ids, ids for the new withdrawals. Then each balance, each limit window and each audit
 //! chain is locked once, in that order; the holds, limits and approval requirements are worked
 //! out here in arrival order exactly as one-by-one creation would; and every row (withdrawals,
 //! ledger entries and balances, limit usage, timeline events, outbox jobs, audit records) is
@@ -14,10 +14,9 @@
 //! one project, which all share its balance row, pass at thousands a second.
 //!
 //! Each withdrawal still gets its own answer: one refused for its balance is left out of the
-//! batch, as it would have been alone. A replayed `foreign_id` is caught by its unique key:
-//! the batch is then written again with the replays looked up first. If the batch's
-//! transaction still fails as a whole (the same `foreign_id` twice in one batch, an error of
-//! the statements), nothing of it was written and each withdrawal is written again on its
+//! batch, as it would have been alone. If the batch's transaction fails as a whole (a
+//! `foreign_id` taken meanwhile by another instance, the same `foreign_id` twice in one batch,
+//! an error of the statements), nothing of it was written and each withdrawal is written again on its
 //! own: the same code with a batch of one, whose errors are that request's own. Only when the
 //! database is unreachable does every request of the batch get that answer at once (one by
 //! one, each would wait for the connection again).
@@ -30,9 +29,7 @@ use crate::db::exchanges;
 use crate::db::jobs;
 use crate::db::limits;
 use crate::db::projects::Project;
-use crate::db::withdrawals::{
-    self as wdb, AddressKey, IdTable, NewEvent, Withdrawal, WithdrawalExchange,
-};
+use crate::db::withdrawals::{self as wdb, AddressKey, NewEvent, Withdrawal, WithdrawalExchange};
 use crate::db::{DbError, Tx};
 use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
 use crate::domain::withdrawal::{NewWithdrawal, Status};
@@ -159,23 +156,16 @@ async fn write_queued(state: AppState) {
     }
 }
 
-/// Writes the batch and answers each request. A batch that fails on a unique key (a replay
-/// among them) is written again with the replays looked up first; one that still fails is
-/// written request by request.
+/// Writes the batch and answers each request; on a failure of the whole batch, writes each
+/// request on its own.
 async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> {
     let all: Vec<&Request> = requests.iter().collect();
-    let mut failed = match write_fresh(state, &all, false).await {
+    let failed = match write_fresh(state, &all).await {
         Ok(answers) => return answers,
         Err(e) => e,
     };
     if requests.len() == 1 {
         return vec![alone_failed(state, &requests[0], failed).await];
-    }
-    if failed.is_unique_violation() {
-        failed = match write_fresh(state, &all, true).await {
-            Ok(answers) => return answers,
-            Err(e) => e,
-        };
     }
     match failed {
         // The database is away: one by one would only wait for it again, once per request.
@@ -194,7 +184,7 @@ async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> 
     }
     let mut answers = Vec::with_capacity(requests.len());
     for r in requests {
-        answers.push(match write_fresh(state, &[r], true).await {
+        answers.push(match write_fresh(state, &[r]).await {
             Ok(mut one) => one
                 .pop()
                 .unwrap_or_else(|| Err(ApiError::internal("no answer"))),
@@ -206,14 +196,10 @@ async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> 
 
 /// [`write`], done again (a few times) when what it read before taking its locks changed
 /// before it wrote: an address book entry that another writer created meanwhile.
-async fn write_fresh(
-    state: &AppState,
-    batch: &[&Request],
-    check_replays: bool,
-) -> Result<Vec<Answer>, DbError> {
+async fn write_fresh(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbError> {
     let mut tries = 0;
     loop {
-        match write(state, batch, check_replays).await {
+        match write(state, batch).await {
             Err(e) if e.is_stale() && tries < 3 => tries += 1,
             done => return done,
         }
@@ -257,19 +243,15 @@ struct Window {
 /// Writes `batch` in one transaction. `Ok` holds one answer per request (a balance refusal
 /// is an answer); `Err` means nothing was written.
 ///
-/// The order keeps row locks short: everything that needs no lock is read first (replays
-/// when asked for, limits and tiers, address book ids, new ids); then the balances, the limit
-/// windows and the audit chains are locked, in that order; then every row is written by one
-/// [`Writes`] (one statement on PostgreSQL) and the transaction commits.
+/// The order keeps row locks short: everything that needs no lock is read first (replays,
+/// limits and tiers, address book ids, new ids); then the balances, the limit windows and
+/// the audit chains are locked, in that order; then every row is written by one [`Writes`]
+/// (one statement on PostgreSQL) and the transaction commits.
 ///
-/// Without `check_replays` a replayed `foreign_id` is caught by its unique key instead: the
-/// batch fails as a whole and is written again with the check (one read saved on the way
-/// every batch takes).
-async fn write(
-    state: &AppState,
-    batch: &[&Request],
-    check_replays: bool,
-) -> Result<Vec<Answer>, DbError> {
+/// Replays are answered before any lock. Were a replay left for the `foreign_id` key to
+/// catch, its insert would wait for whoever is updating the existing withdrawal (the worker,
+/// paying it out) while holding the audit chain that transaction needs next: a deadlock.
+async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbError> {
     let now = state.now();
     let (hour, day) = limits::buckets(now);
     let buckets = [hour.as_str(), day.as_str()];
@@ -280,7 +262,7 @@ async fn write(
     let mut projects: Vec<&str> = batch.iter().map(|r| r.project.id.as_str()).collect();
     projects.sort_unstable();
     projects.dedup();
-    for &project_id in projects.iter().filter(|_| check_replays) {
+    for &project_id in &projects {
         let ids: Vec<&str> = batch
             .iter()
             .filter(|r| r.project.id == project_id)
@@ -314,11 +296,9 @@ async fn write(
     }
     // Sorted: two instances upserting the same entries take their rows in the same order.
     keys.sort_unstable_by_key(|k| (k.project_id, k.currency, k.address, k.tag));
-    let address_ids = wdb::address_ids(&mut tx, &keys).await?;
     let open = answers.iter().filter(|a| a.is_none()).count();
-    let mut new_ids = wdb::allocate_ids(&mut tx, IdTable::Withdrawals, open)
-        .await?
-        .into_iter();
+    let (address_ids, withdrawal_ids) = wdb::new_ids(&mut tx, &keys, open).await?;
+    let mut new_ids = withdrawal_ids.into_iter();
 
     // Locks in a fixed order: every balance, then every limit window, each sorted.
     let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
