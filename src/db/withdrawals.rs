@@ -317,7 +317,8 @@ pub async fn by_foreign_id(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The project's withdrawals with these `foreign_id`s, read in the caller's transaction.
+/// The project's withdrawals with these `foreign_id`s (committed ones: read outside any
+/// transaction).
 ///
 /// One statement text whatever the number of ids (the list is one JSON parameter). On
 /// PostgreSQL each id is looked up on its own through the `(project_id, foreign_id)` key, and
@@ -325,15 +326,15 @@ pub async fn by_foreign_id(
 /// install's first minutes, before autovacuum has analyzed it), the lookup went through
 /// another index of `project_id` and then scanned the whole project, and a prepared plan
 /// would keep doing so as the table grows.
-pub async fn by_foreign_ids_in(
-    tx: &mut Tx,
+pub async fn by_foreign_ids(
+    db: &Db,
     project_id: &str,
     foreign_ids: &[&str],
 ) -> Result<Vec<Withdrawal>, DbError> {
     if foreign_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = match super::engine_of(tx) {
+    let sql = match db.engine() {
         super::Engine::Postgres => format!(
             "SELECT w.* FROM json_array_elements_text($2::json) AS f(fid)
              CROSS JOIN LATERAL (SELECT {COLUMNS} FROM withdrawals
@@ -350,7 +351,7 @@ pub async fn by_foreign_ids_in(
         .bind(project_id)
         .bind(ids)
         .persistent(false)
-        .fetch_all(&mut **tx)
+        .fetch_all(db.reader())
         .await?;
     rows.iter().map(from_row).collect()
 }

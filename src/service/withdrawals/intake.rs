@@ -255,24 +255,29 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
     let now = state.now();
     let (hour, day) = limits::buckets(now);
     let buckets = [hour.as_str(), day.as_str()];
-    let mut tx = state.db.begin().await?;
-    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
-
-    // Replays: a `foreign_id` already taken gets the answer the first request got.
+    // Replays: a `foreign_id` already taken gets the answer the first request got. Read while
+    // the transaction begins (what the lookup needs is committed).
     let mut projects: Vec<&str> = batch.iter().map(|r| r.project.id.as_str()).collect();
     projects.sort_unstable();
     projects.dedup();
-    for &project_id in &projects {
+    let lookups = projects.iter().map(|&project_id| {
         let ids: Vec<&str> = batch
             .iter()
             .filter(|r| r.project.id == project_id)
             .map(|r| r.req.foreign_id.as_str())
             .collect();
-        for existing in wdb::by_foreign_ids_in(&mut tx, project_id, &ids).await? {
-            for (i, r) in batch.iter().enumerate() {
-                if r.project.id == project_id && r.req.foreign_id == existing.foreign_id {
-                    answers[i] = Some(replay(existing.clone(), &r.fingerprint));
-                }
+        async move { wdb::by_foreign_ids(&state.db, project_id, &ids).await }
+    });
+    let (tx, found) = tokio::join!(
+        state.db.begin(),
+        futures_util::future::try_join_all(lookups)
+    );
+    let mut tx = tx?;
+    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
+    for existing in found?.into_iter().flatten() {
+        for (i, r) in batch.iter().enumerate() {
+            if r.project.id == existing.project_id && r.req.foreign_id == existing.foreign_id {
+                answers[i] = Some(replay(existing.clone(), &r.fingerprint));
             }
         }
     }
