@@ -282,6 +282,7 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
         }
     }
 
+    // The limits and tiers that apply.
     let mut rules: BTreeMap<(&str, Scope, &str), Rules> = BTreeMap::new();
     for (i, r) in batch.iter().enumerate() {
         let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
