@@ -171,10 +171,8 @@ pub async fn move_many(
     moves: &[(LedgerKind, Decimal, i64)],
     now: i64,
 ) -> Result<Balance, BalanceError> {
-    let mut writes = Writes::new(super::engine_of(tx));
-    let after = push_moves(&mut writes, project_id, currency, current, moves, now)?;
-    writes.run(tx).await?;
-    Ok(after)
+    let moves = withdrawal_moves(moves);
+    movements(tx, project_id, currency, current, &moves, now).await
 }
 
 /// [`move_many`], added to `writes` (which must run while the balance is still locked).
@@ -186,7 +184,12 @@ pub fn push_moves(
     moves: &[(LedgerKind, Decimal, i64)],
     now: i64,
 ) -> Result<Balance, BalanceError> {
-    let moves: Vec<Move> = moves
+    let moves = withdrawal_moves(moves);
+    push_movements(writes, project_id, currency, current, &moves, now)
+}
+
+fn withdrawal_moves(moves: &[(LedgerKind, Decimal, i64)]) -> Vec<Move> {
+    moves
         .iter()
         .map(|&(kind, amount, withdrawal_id)| Move {
             kind,
@@ -196,8 +199,7 @@ pub fn push_moves(
                 exchange_id: None,
             },
         })
-        .collect();
-    push_movements(writes, project_id, currency, current, &moves, now)
+        .collect()
 }
 
 struct Move {
