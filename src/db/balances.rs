@@ -161,21 +161,9 @@ async fn movement(
 }
 
 /// Several withdrawals' movements (holds, releases, debits) on one locked balance, in the
-/// order given: one ledger entry each, one update of the balance. Fails as a whole (nothing
-/// written) if any would take the balance below zero.
-pub async fn move_many(
-    tx: &mut Tx,
-    project_id: &str,
-    currency: &str,
-    current: Balance,
-    moves: &[(LedgerKind, Decimal, i64)],
-    now: i64,
-) -> Result<Balance, BalanceError> {
-    let moves = withdrawal_moves(moves);
-    movements(tx, project_id, currency, current, &moves, now).await
-}
-
-/// [`move_many`], added to `writes` (which must run while the balance is still locked).
+/// order given, added to `writes` (which must run while the balance is still locked): one
+/// ledger entry each, one update of the balance. Fails (nothing added) if any would take the
+/// balance below zero.
 pub fn push_moves(
     writes: &mut Writes,
     project_id: &str,
@@ -184,12 +172,7 @@ pub fn push_moves(
     moves: &[(LedgerKind, Decimal, i64)],
     now: i64,
 ) -> Result<Balance, BalanceError> {
-    let moves = withdrawal_moves(moves);
-    push_movements(writes, project_id, currency, current, &moves, now)
-}
-
-fn withdrawal_moves(moves: &[(LedgerKind, Decimal, i64)]) -> Vec<Move> {
-    moves
+    let moves: Vec<Move> = moves
         .iter()
         .map(|&(kind, amount, withdrawal_id)| Move {
             kind,
@@ -199,7 +182,8 @@ fn withdrawal_moves(moves: &[(LedgerKind, Decimal, i64)]) -> Vec<Move> {
                 exchange_id: None,
             },
         })
-        .collect()
+        .collect();
+    push_movements(writes, project_id, currency, current, &moves, now)
 }
 
 struct Move {

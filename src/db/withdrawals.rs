@@ -479,29 +479,7 @@ pub async fn set_statuses(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn add_event(
-    tx: &mut Tx,
-    withdrawal_id: i64,
-    from: Option<Status>,
-    to: Status,
-    actor_kind: &str,
-    actor_id: &str,
-    note: &str,
-    now: i64,
-) -> Result<(), DbError> {
-    let e = NewEvent {
-        withdrawal_id,
-        from,
-        to,
-        actor_kind,
-        actor_id,
-        note,
-    };
-    add_events(tx, &[e], now).await
-}
-
-/// One timeline entry to write (see [`add_events`]).
+/// One timeline entry to write (see [`push_events`]).
 pub struct NewEvent<'a> {
     pub withdrawal_id: i64,
     pub from: Option<Status>,
@@ -509,13 +487,6 @@ pub struct NewEvent<'a> {
     pub actor_kind: &'a str,
     pub actor_id: &'a str,
     pub note: &'a str,
-}
-
-/// Writes timeline entries in one statement.
-pub async fn add_events(tx: &mut Tx, events: &[NewEvent<'_>], now: i64) -> Result<(), DbError> {
-    let mut writes = Writes::new(super::engine_of(tx));
-    push_events(&mut writes, events, now);
-    writes.run(tx).await
 }
 
 const EVENT_COLS: Cols = &[
