@@ -2,7 +2,7 @@
 //! (keyset pagination on the id, newest first), and giving a claim back.
 
 use super::withdrawals::{COLUMNS, Withdrawal, from_row};
-use super::{Db, DbError, Tx};
+use super::{Arg, Db, DbError, Tx, bind_args};
 use crate::domain::panel_status::{EXPIRED_ERROR, PanelStatus};
 
 /// One page of the list and the cursor of the next (older) page, if there is one.
@@ -11,36 +11,31 @@ pub struct Page {
     pub next: Option<i64>,
 }
 
-enum Bind {
-    Text(&'static str),
-    Int(i64),
-}
-
 /// The condition for a panel status, from fixed fragments; values are bound.
-fn condition(status: PanelStatus, now: i64, binds: &mut Vec<Bind>) -> String {
-    let mut bind = |b: Bind| {
+fn condition(status: PanelStatus, now: i64, binds: &mut Vec<Arg>) -> String {
+    let mut bind = |b: Arg| {
         binds.push(b);
         format!("${}", binds.len() + 1)
     };
     match status {
         PanelStatus::Pending => {
-            let n = bind(Bind::Int(now));
+            let n = bind(Arg::Int(now));
             format!(
                 "status = 'pending' AND (claimed_by IS NULL OR claimed_until IS NULL OR claimed_until <= {n})"
             )
         }
         PanelStatus::Processing => {
-            let n = bind(Bind::Int(now));
+            let n = bind(Arg::Int(now));
             format!("status = 'pending' AND claimed_by IS NOT NULL AND claimed_until > {n}")
         }
         PanelStatus::Completed => "status IN ('approved', 'processing', 'confirmed')".into(),
         PanelStatus::Rejected => "status = 'declined'".into(),
         PanelStatus::Cancelled => {
-            let e = bind(Bind::Text(EXPIRED_ERROR));
+            let e = bind(Arg::Text(EXPIRED_ERROR.to_string()));
             format!("status = 'cancelled' AND error <> {e}")
         }
         PanelStatus::Expired => {
-            let e = bind(Bind::Text(EXPIRED_ERROR));
+            let e = bind(Arg::Text(EXPIRED_ERROR.to_string()));
             format!("status = 'cancelled' AND error = {e}")
         }
     }
@@ -65,19 +60,13 @@ pub async fn list(
         sql.push_str(&format!(" AND {c}"));
     }
     if let Some(id) = before {
-        binds.push(Bind::Int(id));
+        binds.push(Arg::Int(id));
         sql.push_str(&format!(" AND id < ${}", binds.len() + 1));
     }
-    binds.push(Bind::Int(limit + 1));
+    binds.push(Arg::Int(limit + 1));
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", binds.len() + 1));
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id.to_string());
-    for b in binds {
-        q = match b {
-            Bind::Text(s) => q.bind(s),
-            Bind::Int(i) => q.bind(i),
-        };
-    }
-    let mut rows = q
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id.to_string());
+    let mut rows = bind_args(q, binds)
         .fetch_all(db.reader())
         .await?
         .iter()

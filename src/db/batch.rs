@@ -12,7 +12,8 @@
 //! (parents first). Writes that must touch an exact number of rows say so, and a write that
 //! does not makes [`Writes::run`] fail, so the caller's transaction rolls back.
 
-use super::{DbError, Engine, Tx};
+pub use super::Arg;
+use super::{DbError, Engine, Tx, bind_args};
 use sqlx::Row;
 
 /// A column's SQL type as read from the JSON rows.
@@ -126,13 +127,6 @@ fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-/// A scalar parameter of a write.
-#[derive(Clone, Debug)]
-pub enum Arg {
-    Text(String),
-    Int(i64),
-}
-
 struct Write {
     /// Numbers its own parameters `$1..$n`, `n` = `args.len()`.
     sql: String,
@@ -173,7 +167,7 @@ impl Writes {
             return run_as_one(self.writes, tx).await;
         }
         for w in self.writes {
-            let q = bind(sqlx::query(sqlx::AssertSqlSafe(w.sql)), w.args);
+            let q = bind_args(sqlx::query(sqlx::AssertSqlSafe(w.sql)), w.args);
             let done = q.execute(&mut **tx).await?;
             check(w.expect, done.rows_affected())?;
         }
@@ -188,19 +182,6 @@ fn check(expect: Option<u64>, touched: u64) -> Result<(), DbError> {
         ))),
         _ => Ok(()),
     }
-}
-
-fn bind<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for a in args {
-        q = match a {
-            Arg::Text(s) => q.bind(s),
-            Arg::Int(i) => q.bind(i),
-        };
-    }
-    q
 }
 
 /// PostgreSQL: `WITH w0 AS (...), w1 AS (... RETURNING 1) SELECT (SELECT count(*) FROM w1)`.
@@ -227,7 +208,7 @@ async fn run_as_one(writes: Vec<Write>, tx: &mut Tx) -> Result<(), DbError> {
         format!("SELECT {}", counts.join(", "))
     };
     let sql = format!("WITH {} {select}", ctes.join(", "));
-    let row = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+    let row = bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
         .fetch_one(&mut **tx)
         .await?;
     for (i, n) in expects.into_iter().enumerate() {

@@ -142,6 +142,27 @@ pub fn values_list(rows: usize, cols: usize, first: usize) -> String {
     s
 }
 
+/// A value to bind to a statement whose text is built at run time.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Binds `args`, in order, after whatever `q` has bound.
+pub fn bind_args<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
 pub fn corrupt(column: &'static str, value: impl Into<String>) -> DbError {
     DbError::Corrupt {
         column,

@@ -7,7 +7,7 @@
 //! user typed is bound, never written into the SQL text.
 
 use super::withdrawals::{self as wdb, Withdrawal};
-use super::{Db, DbError, corrupt};
+use super::{Arg, Db, DbError, bind_args, corrupt};
 use crate::domain::money::db_decimal;
 use crate::domain::withdrawal::Status;
 use rust_decimal::Decimal;
@@ -71,26 +71,21 @@ pub struct Page {
     pub newer: Option<i64>,
 }
 
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 /// SQL text with its values, placeholders numbered as they are added.
 struct Clause {
     sql: String,
-    binds: Vec<Bind>,
+    binds: Vec<Arg>,
 }
 
 impl Clause {
     /// Adds a value and returns its placeholder.
-    fn bind(&mut self, b: Bind) -> String {
+    fn bind(&mut self, b: Arg) -> String {
         self.binds.push(b);
         format!("${}", self.binds.len())
     }
 
     /// `AND <fragment> $n`.
-    fn and(&mut self, fragment: &str, b: Bind) {
+    fn and(&mut self, fragment: &str, b: Arg) {
         let p = self.bind(b);
         self.sql.push_str(&format!(" AND {fragment} {p}"));
     }
@@ -101,46 +96,33 @@ impl Clause {
 fn where_clause(project_id: &str, f: &ListFilter, created_at: &str) -> Clause {
     let mut c = Clause {
         sql: String::from("project_id = $1"),
-        binds: vec![Bind::Text(project_id.to_string())],
+        binds: vec![Arg::Text(project_id.to_string())],
     };
     if !f.statuses.is_empty() {
         let list: Vec<String> = f
             .statuses
             .iter()
-            .map(|s| c.bind(Bind::Text(s.as_str().to_string())))
+            .map(|s| c.bind(Arg::Text(s.as_str().to_string())))
             .collect();
         c.sql
             .push_str(&format!(" AND status IN ({})", list.join(", ")));
     }
     if let Some(v) = &f.currency {
-        c.and("currency =", Bind::Text(v.clone()));
+        c.and("currency =", Arg::Text(v.clone()));
     }
     if let Some(t) = f.created_from {
-        c.and(&format!("{created_at} >="), Bind::Int(t));
+        c.and(&format!("{created_at} >="), Arg::Int(t));
     }
     if let Some(t) = f.created_before {
-        c.and(&format!("{created_at} <"), Bind::Int(t));
+        c.and(&format!("{created_at} <"), Arg::Int(t));
     }
     if let Some(v) = &f.foreign_id {
-        c.and("foreign_id =", Bind::Text(v.clone()));
+        c.and("foreign_id =", Arg::Text(v.clone()));
     }
     if let Some(v) = &f.address {
-        c.and("address =", Bind::Text(v.clone()));
+        c.and("address =", Arg::Text(v.clone()));
     }
     c
-}
-
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    binds: Vec<Bind>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for b in binds {
-        q = match b {
-            Bind::Text(s) => q.bind(s),
-            Bind::Int(i) => q.bind(i),
-        };
-    }
-    q
 }
 
 const LIST_COLUMNS: &str = "id, foreign_id, currency, amount, address, tag, end_user_reference, status, error, created_at, source_currency, source_amount";
@@ -217,12 +199,12 @@ async fn capped_count(
         ..ListFilter::default()
     };
     let mut c = where_clause(project_id, &f, "created_at");
-    let cap = c.bind(Bind::Int(cap));
+    let cap = c.bind(Arg::Int(cap));
     let text = format!(
         "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM withdrawals WHERE {} LIMIT {cap}) AS capped",
         c.sql
     );
-    let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), c.binds)
+    let row = bind_args(sqlx::query(sqlx::AssertSqlSafe(text)), c.binds)
         .fetch_one(db.reader())
         .await?;
     Ok(row.try_get("n")?)
@@ -270,15 +252,15 @@ async fn fetch(
     let order = match cursor {
         Cursor::Newest => "DESC",
         Cursor::Before(id) => {
-            c.and(&format!("{key} <"), Bind::Int(id));
+            c.and(&format!("{key} <"), Arg::Int(id));
             "DESC"
         }
         Cursor::After(id) => {
-            c.and(&format!("{key} >"), Bind::Int(id));
+            c.and(&format!("{key} >"), Arg::Int(id));
             "ASC"
         }
     };
-    let limit = c.bind(Bind::Int(limit + 1));
+    let limit = c.bind(Arg::Int(limit + 1));
     let text = match plan {
         Plan::WalkIds => format!(
             "SELECT {LIST_COLUMNS} FROM withdrawals WHERE {} ORDER BY id {order} LIMIT {limit}",
@@ -293,7 +275,7 @@ async fn fetch(
             c.sql
         ),
     };
-    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), c.binds)
+    let rows = bind_args(sqlx::query(sqlx::AssertSqlSafe(text)), c.binds)
         .fetch_all(db.reader())
         .await?;
     rows.iter().map(list_row).collect()
@@ -311,7 +293,7 @@ async fn any_beyond(
     let (key, created_at) = plan.columns();
     let mut c = where_clause(project_id, f, created_at);
     let cmp = if older { "<" } else { ">" };
-    c.and(&format!("{key} {cmp}"), Bind::Int(id));
+    c.and(&format!("{key} {cmp}"), Arg::Int(id));
     // Searching a date range from the end where larger (or smaller) ids sit finds one at
     // once; from the other end it would read most of the range first.
     let dated = f.created_from.is_some() || f.created_before.is_some();
@@ -321,7 +303,7 @@ async fn any_beyond(
         _ => "",
     };
     let text = format!("SELECT id FROM withdrawals WHERE {}{order} LIMIT 1", c.sql);
-    let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), c.binds)
+    let row = bind_args(sqlx::query(sqlx::AssertSqlSafe(text)), c.binds)
         .fetch_optional(db.reader())
         .await?;
     Ok(row.is_some())
