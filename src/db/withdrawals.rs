@@ -584,15 +584,13 @@ const ADDRESS_COLS: Cols = &[
     ("last_used_at", Ty::Int),
 ];
 
-/// Ids for a batch, taken before any lock: the address book's id of each (distinct) entry, in
-/// the order given (the existing entry's, or a new one for an entry [`push_addresses`] will
-/// create; the write checks that they still hold), and `withdrawals` new withdrawal ids. On
-/// PostgreSQL all in one statement.
-pub async fn new_ids(
-    tx: &mut Tx,
-    keys: &[AddressKey<'_>],
-    withdrawals: usize,
-) -> Result<(Vec<i64>, Vec<i64>), DbError> {
+/// The address book's id of each (distinct) entry, in the order given: the existing entry's,
+/// or one allocated for an entry [`push_addresses`] will create. Read before any lock is
+/// taken; the write checks that the ids still hold.
+pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64>, DbError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut rows = JsonRows::new(ADDRESS_KEY_COLS);
     for (i, k) in keys.iter().enumerate() {
         rows.push(&[
@@ -605,86 +603,49 @@ pub async fn new_ids(
     }
     let engine = super::engine_of(tx);
     let keyed = JsonRows::select(engine, ADDRESS_KEY_COLS, 1);
-    if engine == super::Engine::Postgres {
-        // Each entry looked up by its unique key on its own, whatever the table's statistics
-        // say; `COALESCE` takes a new id only for an entry not found. Withdrawal ids come
-        // after, with `i` -1.
-        let sql = format!(
-            "SELECT k.i, COALESCE(a.id, nextval(pg_get_serial_sequence('payout_addresses', 'id'))) AS id
-             FROM ({keyed}) AS k LEFT JOIN LATERAL (
-                SELECT id FROM payout_addresses
-                WHERE project_id = k.project_id AND currency = k.currency AND address = k.address
-                  AND tag = k.tag LIMIT 1) AS a ON true
-             UNION ALL
-             SELECT -1, nextval(pg_get_serial_sequence('withdrawals', 'id'))
-             FROM generate_series(1, $2)"
-        );
-        let n = i64::try_from(withdrawals).map_err(|_| corrupt("ids", "too many"))?;
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rows.finish())
-            .bind(n)
-            .fetch_all(&mut **tx)
-            .await?;
-        let (mut addresses, mut ids) = (vec![None; keys.len()], Vec::with_capacity(withdrawals));
-        for row in &found {
-            let (i, id): (i64, i64) = (row.try_get("i")?, row.try_get("id")?);
-            match usize::try_from(i).ok() {
-                None => ids.push(id),
-                Some(i) => {
-                    let slot = addresses
-                        .get_mut(i)
-                        .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
-                    *slot = Some(id);
-                }
-            }
-        }
-        let addresses = addresses
-            .into_iter()
-            .map(|id| id.ok_or_else(|| corrupt("payout_addresses.id", "no id for an entry")))
-            .collect::<Result<Vec<_>, _>>()?;
-        if ids.len() != withdrawals {
-            return Err(corrupt("withdrawals.id", "too few ids allocated"));
-        }
-        return Ok((addresses, ids));
-    }
-    let mut ids: Vec<Option<i64>> = vec![None; keys.len()];
-    if !keys.is_empty() {
-        let sql = format!(
+    // Each entry looked up by its unique key on its own, whatever the table's statistics say.
+    let sql = format!(
+        "SELECT k.i, a.id FROM ({keyed}) AS k CROSS JOIN LATERAL (
+            SELECT id FROM payout_addresses
+            WHERE project_id = k.project_id AND currency = k.currency AND address = k.address
+              AND tag = k.tag LIMIT 1) AS a"
+    );
+    let sql = match engine {
+        super::Engine::Postgres => sql,
+        super::Engine::Sqlite => format!(
             "SELECT k.i, a.id FROM ({keyed}) AS k JOIN payout_addresses AS a
              ON a.project_id = k.project_id AND a.currency = k.currency AND a.address = k.address
                AND a.tag = k.tag"
-        );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rows.finish())
-            .fetch_all(&mut **tx)
-            .await?;
-        for row in &found {
-            let i: i64 = row.try_get("i")?;
-            let slot = usize::try_from(i)
-                .ok()
-                .and_then(|i| ids.get_mut(i))
-                .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
-            *slot = Some(row.try_get("id")?);
-        }
+        ),
+    };
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(rows.finish())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut ids: Vec<Option<i64>> = vec![None; keys.len()];
+    for row in &found {
+        let i: i64 = row.try_get("i")?;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| ids.get_mut(i))
+            .ok_or_else(|| corrupt("payout_addresses", "unknown key"))?;
+        *slot = Some(row.try_get("id")?);
     }
     let missing = ids.iter().filter(|id| id.is_none()).count();
     let mut new = allocate_ids(tx, IdTable::PayoutAddresses, missing)
         .await?
         .into_iter();
-    let addresses = ids
-        .into_iter()
+    ids.into_iter()
         .map(|id| match id {
             Some(id) => Ok(id),
             None => new
                 .next()
                 .ok_or_else(|| corrupt("payout_addresses.id", "too few ids allocated")),
         })
-        .collect::<Result<Vec<_>, DbError>>()?;
-    let withdrawal_ids = allocate_ids(tx, IdTable::Withdrawals, withdrawals).await?;
-    Ok((addresses, withdrawal_ids))
+        .collect()
 }
 
-/// Adds the upsert of address book entries with the ids [`new_ids`] gave: new entries
+/// Adds the upsert of address book entries with the ids [`address_ids`] gave: new entries
 /// are created, known ones marked used now. An entry created meanwhile under another id (by
 /// another instance) fails the writes, as its withdrawals would point at the wrong entry.
 pub fn push_addresses(writes: &mut Writes, keys: &[AddressKey<'_>], ids: &[i64], now: i64) {

@@ -29,7 +29,9 @@ use crate::db::exchanges;
 use crate::db::jobs;
 use crate::db::limits;
 use crate::db::projects::Project;
-use crate::db::withdrawals::{self as wdb, AddressKey, NewEvent, Withdrawal, WithdrawalExchange};
+use crate::db::withdrawals::{
+    self as wdb, AddressKey, IdTable, NewEvent, Withdrawal, WithdrawalExchange,
+};
 use crate::db::{DbError, Tx};
 use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
 use crate::domain::withdrawal::{NewWithdrawal, Status};
@@ -303,8 +305,10 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
     // Sorted: two instances upserting the same entries take their rows in the same order.
     keys.sort_unstable_by_key(|k| (k.project_id, k.currency, k.address, k.tag));
     let open = answers.iter().filter(|a| a.is_none()).count();
-    let (address_ids, withdrawal_ids) = wdb::new_ids(&mut tx, &keys, open).await?;
-    let mut new_ids = withdrawal_ids.into_iter();
+    let address_ids = wdb::address_ids(&mut tx, &keys).await?;
+    let mut new_ids = wdb::allocate_ids(&mut tx, IdTable::Withdrawals, open)
+        .await?
+        .into_iter();
 
     // Locks in a fixed order: every balance, then every limit window, each sorted.
     let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
