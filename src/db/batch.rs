@@ -158,10 +158,6 @@ impl Writes {
         self.writes.push(Write { sql, args, expect });
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-    }
-
     pub async fn run(self, tx: &mut Tx) -> Result<(), DbError> {
         if self.engine == Engine::Postgres && self.writes.len() > 1 {
             return run_as_one(self.writes, tx).await;
