@@ -17,6 +17,11 @@ pub struct Settings {
     /// Pool size; SQLite gets one writer connection regardless (see `db`).
     pub database_max_connections: u32,
     pub listen: String,
+    /// Reverse proxies (addresses or CIDR networks, e.g. `["10.0.0.0/8", "::1"]`) whose
+    /// `X-Forwarded-For` header is believed: a request arriving from one of them is recorded
+    /// (audit log, sessions, lockout alerts) as coming from the address the proxy saw. Empty
+    /// (the default): the header is ignored, since anyone can send it.
+    pub trusted_proxies: Vec<Network>,
     /// The address people and merchants reach the service at (links in emails and Slack, the
     /// origin browser forms must come from). Empty: `http://` + the address `listen` bound.
     pub base_url: String,
@@ -216,6 +221,7 @@ impl Default for Settings {
             database_url: "sqlite://countersign.db?mode=rwc".into(),
             database_max_connections: 16,
             listen: "127.0.0.1:8080".into(),
+            trusted_proxies: Vec::new(),
             base_url: String::new(),
             secret_key: None,
             secret_key_file: None,
@@ -320,6 +326,41 @@ impl Default for RateSettings {
             max_age_secs: 600,
             http: HttpRateSettings::default(),
         }
+    }
+}
+
+/// An IP network from the configuration: `10.0.0.0/8`, or one address (`192.0.2.7`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(pub ipnet::IpNet);
+
+impl Network {
+    pub fn contains(&self, ip: &std::net::IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Network, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(|net| Network(net.trunc()))
+            .map_err(|_| format!("{s:?} is neither an IP address nor a network like 10.0.0.0/8"))
+    }
+}
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Network, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

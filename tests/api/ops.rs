@@ -469,3 +469,77 @@ async fn migrations_run_from_four_instances_at_once_all_succeed() {
     assert_eq!(applied, i64::try_from(files).unwrap());
     db.close().await;
 }
+
+/// Posts a withdrawal with an `X-Forwarded-For` header and returns the address its audit
+/// record holds.
+async fn recorded_ip(app: &TestApp, foreign_id: &str, forwarded_for: &str) -> String {
+    let body = serde_json::json!({
+        "foreign_id": foreign_id, "currency": "BTC", "amount": "0.01", "address": BTC_ADDR,
+    })
+    .to_string();
+    let r = app
+        .http
+        .post(app.url("/api/v2/withdrawal/crypto"))
+        .header("X-Processing-Key", &app.creds.api_key)
+        .header(
+            "X-Processing-Signature",
+            crate::helpers::sign(&app.creds.api_secret, body.as_bytes()),
+        )
+        .header("Content-Type", "application/json")
+        .header("X-Forwarded-For", forwarded_for)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let row = sqlx::query(
+        "SELECT ip FROM audit_log WHERE action = 'withdrawal.created' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap();
+    row.try_get::<Option<String>, _>("ip")
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let app = spawn_app().await;
+    app.credit("BTC", "1").await;
+    // Anyone can send the header: by default the TCP peer is recorded.
+    assert_eq!(
+        recorded_ip(&app, "xff-1", "198.51.100.7").await,
+        "127.0.0.1"
+    );
+
+    let app = spawn_app_with(|s| s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    app.credit("BTC", "1").await;
+    // A trusted proxy elsewhere does not make this peer one.
+    assert_eq!(
+        recorded_ip(&app, "xff-2", "198.51.100.7").await,
+        "127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_it_saw_is_recorded() {
+    let trusted = [
+        "127.0.0.1".parse().unwrap(),
+        "192.0.2.0/24".parse().unwrap(),
+    ];
+    let app = spawn_app_with(|s| s.trusted_proxies = trusted.to_vec()).await;
+    app.credit("BTC", "1").await;
+    assert_eq!(
+        recorded_ip(&app, "xff-3", "198.51.100.7").await,
+        "198.51.100.7"
+    );
+    // What the client put in the header itself (left of what the proxies appended) is not
+    // believed; a second trusted proxy in the chain is walked past.
+    assert_eq!(
+        recorded_ip(&app, "xff-4", "6.6.6.6, 203.0.113.9, 192.0.2.5").await,
+        "203.0.113.9"
+    );
+    // Garbage in the header: the last address known for sure, the proxy's.
+    assert_eq!(recorded_ip(&app, "xff-5", "unknown").await, "127.0.0.1");
+}
