@@ -31,6 +31,8 @@ use sha2::Sha512;
 use sqlx::{AnyPool, Connection, any::AnyPoolOptions};
 use tokio::sync::oneshot::Sender;
 
+#[path = "loadgen/cpu.rs"]
+mod cpu;
 #[path = "loadgen/people.rs"]
 mod people;
 
@@ -100,6 +102,10 @@ struct Cli {
     /// A page path to load (pages mode), e.g. /approvals or /withdrawals?status=confirmed
     #[arg(long = "page")]
     pages: Vec<String>,
+    /// The pid of the server under test (target and compare modes): its CPU per request is
+    /// reported beside the load generator's and PostgreSQL's
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Print one JSON line on stdout (the human report then goes to stderr)
     #[arg(long)]
     json: bool,
@@ -133,6 +139,8 @@ struct Figures {
     p90_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// CPU per request while the load ran (Linux only).
+    cpu: Option<cpu::Cpu>,
 }
 
 /// Error counts by HTTP status (or `transport`, `200-bad-body`).
@@ -326,8 +334,17 @@ async fn drive(label: &str, url: &str, key: &str, secret: &str, cli: &Cli) -> Re
             say(cli, &format!("warm-up: {failed} of {} failed", cli.warmup));
         }
     }
+    // The baseline server runs in this process: it is in the load generator's figure.
+    let server_pid = if label.starts_with("baseline") {
+        None
+    } else {
+        cli.server_pid
+    };
+    let before = cpu::snapshot(server_pid);
     let (latencies, errors, elapsed) = fire(&load, reqs).await?;
-    let figures = summarize(label, c, latencies, errors, elapsed);
+    let used = before.and_then(|b| cpu::since(&b, server_pid, latencies.len()));
+    let mut figures = summarize(label, c, latencies, errors, elapsed);
+    figures.cpu = used;
     say(cli, &render(&figures));
     if figures.errors > 0 {
         say(
@@ -445,6 +462,7 @@ fn summarize(label: &str, c: usize, mut lat: Vec<u64>, errs: Errors, took: Durat
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: pct(1.0),
+        cpu: None,
     }
 }
 
@@ -460,6 +478,9 @@ fn render(f: &Figures) -> String {
         format!("throughput  {:.1} req/s", f.throughput_rps),
         format!("latency ms  p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}"),
     ]
+    .into_iter()
+    .chain(f.cpu.as_ref().map(cpu::render))
+    .collect::<Vec<_>>()
     .join("\n")
 }
 

@@ -6,7 +6,9 @@
 #  - approvals: owners claiming and approving pending withdrawals through the admin API;
 #  - pages: the approval queue and the withdrawals list (with filters) with 1,000,000 rows,
 #    signed in;
-#  - memory: VmRSS of `countersign serve` idle, and its peak (VmHWM) after the loads.
+#  - memory: VmRSS of `countersign serve` idle, and its peak (VmHWM) after the loads;
+#  - CPU: milliseconds of CPU per request of the load generator, the server and the local
+#    PostgreSQL processes, and how busy the machine was, during each measured load (Linux).
 #
 # usage: benches/run.sh [N] [C]        N requests (default 20000), C connections (default 32)
 # env:   PORT                  server port (default: the first free one from 18080)
@@ -102,7 +104,8 @@ measure_approvals() {
     cs limits set --project "$PROJECT_ID" --scope api --currency SBX --per-operation 0.0001
     local args=() i
     for i in $(seq 1 "$APPROVERS"); do args+=(--person "${PEOPLE[$i]}"); done
-    RES=$("$LOADGEN_BIN" approvals -n "$APPROVALS" -c "$C" --json "${TARGET_ARGS[@]}" "${args[@]}")
+    RES=$("$LOADGEN_BIN" approvals -n "$APPROVALS" -c "$C" --json --server-pid "$SERVER_PID" \
+        "${TARGET_ARGS[@]}" "${args[@]}")
     SUMMARY+=("$(summary_line "$1, approvals" <<<"$RES")")
     cs limits set --project "$PROJECT_ID" --scope api --currency SBX --per-operation 100000000
 }
@@ -187,7 +190,7 @@ stop_server() {
 loadgen() {
     local mode=$1
     shift
-    "$LOADGEN_BIN" "$mode" -n "$N" -c "$C" --json "$@"
+    "$LOADGEN_BIN" "$mode" -n "$N" -c "$C" --json --server-pid "$SERVER_PID" "$@"
 }
 
 # summary_line LABEL: one summary line from a loadgen JSON result on stdin.
@@ -202,7 +205,18 @@ for side in ("target", "baseline"):
         parts.append(f"{side} {rps:.1f} req/s, p99 {p99:.1f} ms" + (f" ({errors} errors)" if errors else ""))
 if "ratio_pct" in r:
     parts.append("target/baseline %.1f%%" % r["ratio_pct"])
-print(f"{sys.argv[1]:<28}" + "; ".join(parts))' "$1"
+print(f"{sys.argv[1]:<28}" + "; ".join(parts))
+# CPU per request (Linux): where the time went on each side.
+for side in ("target", "baseline"):
+    c = r.get(side, {}).get("cpu")
+    if c:
+        own, server, pg = c["loadgen_ms_per_req"], c["server_ms_per_req"], c["postgres_ms_per_req"]
+        busy, cores = c["machine_busy_pct"], c["cores"]
+        who = "loadgen+server" if side == "baseline" else "loadgen"
+        line = f"{who} {own:.3f}" + ("" if server is None else f", server {server:.3f}")
+        line += f", postgres {pg:.3f}"
+        pad = " " * 28
+        print(f"{pad}{side} cpu ms/request: {line}; machine {busy:.0f}% busy of {cores} cores")' "$1"
 }
 
 ratio() { python3 -c 'import sys; print(f"{100 * float(sys.argv[1]) / float(sys.argv[2]):.1f}%")' "$@"; }

@@ -82,6 +82,7 @@ pub async fn approvals(cli: &Cli, url: &str, people: &[Person], ids: Vec<i64>) -
     let ids = Arc::new(ids);
     let next = Arc::new(AtomicUsize::new(0));
     let samples = Arc::new(Mutex::new(Vec::<String>::new()));
+    let cpu_before = crate::cpu::snapshot(cli.server_pid);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for token in tokens {
@@ -134,13 +135,16 @@ pub async fn approvals(cli: &Cli, url: &str, people: &[Person], ids: Vec<i64>) -
         e.into_iter()
             .for_each(|(k, v)| *errors.entry(k).or_default() += v);
     }
-    let figures = summarize(
+    let elapsed = start.elapsed();
+    let used = cpu_before.and_then(|b| crate::cpu::since(&b, cli.server_pid, lat.len()));
+    let mut figures = summarize(
         "approvals (claim + approve)",
         people.len(),
         lat,
         errors,
-        start.elapsed(),
+        elapsed,
     );
+    figures.cpu = used;
     say(cli, &crate::render(&figures));
     for body in samples.lock().iter().flat_map(|s| s.iter()) {
         say(cli, &format!("  error body: {body}"));
