@@ -84,16 +84,29 @@ async fn present(
     names: &Names,
     caller: &User,
 ) -> Result<AdminWithdrawal, AdminError> {
-    let (votes, tally) = approvals::standing(state, w).await?;
-    let claim = adb::claim_of(state.db.reader(), w.id, state.now()).await?;
-    Ok(view::withdrawal(
-        w,
-        &votes,
-        &tally,
-        claim.as_ref(),
-        names,
-        caller,
-    ))
+    let mut one = present_page(state, std::slice::from_ref(w), names, caller).await?;
+    one.pop()
+        .ok_or_else(|| AdminError::from(crate::db::corrupt("withdrawals", "not presented")))
+}
+
+/// [`present`] for a page of withdrawals: their votes and claims read in two queries, not two
+/// per withdrawal.
+async fn present_page(
+    state: &AppState,
+    rows: &[Withdrawal],
+    names: &Names,
+    caller: &User,
+) -> Result<Vec<AdminWithdrawal>, AdminError> {
+    let ids: Vec<i64> = rows.iter().map(|w| w.id).collect();
+    let mut votes = adb::votes_on(&state.db, &ids).await?;
+    let claims = adb::claims_on(&state.db, &ids, state.now()).await?;
+    Ok(rows
+        .iter()
+        .map(|w| {
+            let (votes, tally) = approvals::standing_of(w, votes.remove(&w.id).unwrap_or_default());
+            view::withdrawal(w, &votes, &tally, claims.get(&w.id), names, caller)
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,10 +176,7 @@ pub async fn list(
     )
     .await?;
     let names = Names::load(&state.db, &user.project_id).await?;
-    let mut data = Vec::with_capacity(page.rows.len());
-    for w in &page.rows {
-        data.push(present(&state, w, &names, &user).await?);
-    }
+    let data = present_page(&state, &page.rows, &names, &user).await?;
     Ok(HttpResponse::Ok().json(WithdrawalList {
         data,
         next_cursor: page.next.map(|id| id.to_string()),

@@ -86,7 +86,7 @@ impl Names {
 
     /// The same, read inside a transaction: code holding row locks must not wait for a
     /// second pooled connection (others queueing on those locks may hold them all).
-    pub async fn load_in(tx: &mut Tx, project_id: &str) -> Result<Names, DbError> {
+    pub async fn load_in(tx: &mut Tx<'_>, project_id: &str) -> Result<Names, DbError> {
         Ok(Names {
             users: user_names(&mut **tx, project_id).await?,
             keys: key_names(&mut **tx, project_id).await?,

@@ -85,7 +85,7 @@ pub async fn list(
 /// Gives back `user_id`'s unexpired claim on a pending withdrawal: one conditional write;
 /// false when they hold none.
 pub async fn release_claim(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     withdrawal_id: i64,
     user_id: &str,
     now: i64,

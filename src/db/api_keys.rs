@@ -43,7 +43,7 @@ pub async fn list(db: &Db, project_id: &str) -> Result<Vec<ApiKey>, DbError> {
 /// A key of `project_id` by id (read in the caller's transaction): another project's key is
 /// not found.
 pub async fn in_project(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     id: &str,
 ) -> Result<Option<ApiKey>, DbError> {
@@ -56,7 +56,7 @@ pub async fn in_project(
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn count_active(tx: &mut Tx, project_id: &str) -> Result<i64, DbError> {
+pub async fn count_active(tx: &mut Tx<'_>, project_id: &str) -> Result<i64, DbError> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL",
     )
@@ -80,7 +80,12 @@ pub async fn signing_key_id(db: &Db, project_id: &str) -> Result<Option<String>,
 }
 
 /// Revokes a key: a conditional write, false if it was already revoked.
-pub async fn revoke(tx: &mut Tx, project_id: &str, id: &str, now: i64) -> Result<bool, DbError> {
+pub async fn revoke(
+    tx: &mut Tx<'_>,
+    project_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND project_id = $3 AND revoked_at IS NULL",
     )

@@ -2,11 +2,12 @@
 //! The schema refuses a second vote by one user, a vote by the initiator and a vote from
 //! another project (migration 0005); the code checks first so that people get a clear answer.
 
-use super::{Db, DbError, Tx, corrupt};
+use super::{Arg, Db, DbError, Tx, corrupt};
 use crate::domain::approval::Decision;
 use crate::domain::money::db_decimal;
 use crate::domain::policy::{Scope, Tier};
 use sqlx::{Any, Executor, Row};
+use std::collections::HashMap;
 
 pub struct NewVote<'a> {
     pub withdrawal_id: i64,
@@ -19,7 +20,7 @@ pub struct NewVote<'a> {
     pub note: &'a str,
 }
 
-pub async fn insert_vote(tx: &mut Tx, v: &NewVote<'_>, now: i64) -> Result<(), DbError> {
+pub async fn insert_vote(tx: &mut Tx<'_>, v: &NewVote<'_>, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO withdrawal_votes (withdrawal_id, project_id, initiator_id, user_id, decision, voter_role, channel, note, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -82,7 +83,7 @@ fn vote_from_row(r: &sqlx::any::AnyRow) -> Result<Vote, DbError> {
 pub async fn votes_on_pending(
     db: &Db,
     project_id: &str,
-) -> Result<std::collections::HashMap<i64, Vec<Vote>>, DbError> {
+) -> Result<HashMap<i64, Vec<Vote>>, DbError> {
     let rows = sqlx::query(
         "SELECT v.withdrawal_id, v.user_id, v.decision, v.voter_role, v.channel, v.note, v.created_at
          FROM withdrawal_votes v JOIN withdrawals w ON w.id = v.withdrawal_id
@@ -91,8 +92,29 @@ pub async fn votes_on_pending(
     .bind(project_id)
     .fetch_all(db.reader())
     .await?;
-    let mut out: std::collections::HashMap<i64, Vec<Vote>> = std::collections::HashMap::new();
-    for r in &rows {
+    by_withdrawal(&rows)
+}
+
+/// The votes on each of `ids` (a page of withdrawals) in one query; an id without votes is
+/// absent.
+pub async fn votes_on(db: &Db, ids: &[i64]) -> Result<HashMap<i64, Vec<Vote>>, DbError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT withdrawal_id, user_id, decision, voter_role, channel, note, created_at
+         FROM withdrawal_votes WHERE withdrawal_id IN {} ORDER BY id",
+        super::values_list(1, ids.len(), 1)
+    );
+    let args = ids.iter().map(|&id| Arg::Int(id)).collect();
+    let q = super::bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)), args);
+    by_withdrawal(&q.fetch_all(db.reader()).await?)
+}
+
+/// Vote rows (with `withdrawal_id`) grouped by withdrawal, in the rows' order.
+fn by_withdrawal(rows: &[sqlx::any::AnyRow]) -> Result<HashMap<i64, Vec<Vote>>, DbError> {
+    let mut out: HashMap<i64, Vec<Vote>> = HashMap::new();
+    for r in rows {
         let id: i64 = r.try_get("withdrawal_id")?;
         out.entry(id).or_default().push(vote_from_row(r)?);
     }
@@ -128,10 +150,35 @@ where
     .transpose()
 }
 
+/// The claims holding at `now` on any of `ids` (a page of withdrawals), in one query.
+pub async fn claims_on(db: &Db, ids: &[i64], now: i64) -> Result<HashMap<i64, Claim>, DbError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT id, claimed_by, claimed_until FROM withdrawals
+         WHERE id IN {} AND claimed_by IS NOT NULL AND claimed_until > ${}",
+        super::values_list(1, ids.len(), 1),
+        ids.len() + 1
+    );
+    let mut args: Vec<Arg> = ids.iter().map(|&id| Arg::Int(id)).collect();
+    args.push(Arg::Int(now));
+    let q = super::bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)), args);
+    let mut out = HashMap::new();
+    for r in q.fetch_all(db.reader()).await? {
+        let claim = Claim {
+            user_id: r.try_get("claimed_by")?,
+            until: r.try_get("claimed_until")?,
+        };
+        out.insert(r.try_get("id")?, claim);
+    }
+    Ok(out)
+}
+
 /// Claims a pending withdrawal for `user_id` until `until`: one conditional write, so of two
 /// admins claiming at once exactly one holds it. The holder may renew its own claim.
 pub async fn claim(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     withdrawal_id: i64,
     user_id: &str,
     until: i64,
@@ -187,7 +234,7 @@ where
 
 /// Sets (or replaces) the tier at `min` for `scope`.
 pub async fn put_tier(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     tier: Tier,
@@ -210,7 +257,7 @@ pub async fn put_tier(
 }
 
 pub async fn delete_tier(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     min: &str,
@@ -276,7 +323,7 @@ pub async fn link(db: &Db, token_hash: &str) -> Result<Option<Link>, DbError> {
 }
 
 /// Uses a link: one conditional write, so it works once, and never after it expired.
-pub async fn use_link(tx: &mut Tx, token_hash: &str, now: i64) -> Result<bool, DbError> {
+pub async fn use_link(tx: &mut Tx<'_>, token_hash: &str, now: i64) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE approval_links SET used_at = $1
          WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",

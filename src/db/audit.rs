@@ -2,7 +2,7 @@
 //! previous record's hash and all of its own fields, so altering or removing a row breaks the
 //! chain at that row, which `verify` names.
 
-use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
+use super::batch::{Arg, Cols, Rows, Ty, V, Writes};
 use super::{Db, DbError, Tx};
 use crate::crypto::sha256_hex;
 use sqlx::Row;
@@ -73,7 +73,7 @@ fn record_hash(
 
 /// Appends one record in the caller's transaction. Taking the chain's head row serializes
 /// appends per project, so the chain never forks.
-pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError> {
+pub async fn append(tx: &mut Tx<'_>, e: &Entry<'_>, now: i64) -> Result<(), DbError> {
     append_many(tx, std::slice::from_ref(e), now).await
 }
 
@@ -81,7 +81,7 @@ pub async fn append(tx: &mut Tx, e: &Entry<'_>, now: i64) -> Result<(), DbError>
 /// update reserves their sequence numbers (and locks the head until commit, so the chain
 /// never forks), the chain is computed here, and the records and the new head are written
 /// together (see [`Writes`]).
-pub async fn append_many(tx: &mut Tx, entries: &[Entry<'_>], now: i64) -> Result<(), DbError> {
+pub async fn append_many(tx: &mut Tx<'_>, entries: &[Entry<'_>], now: i64) -> Result<(), DbError> {
     let mut writes = Writes::new(super::engine_of(tx));
     let mut projects: Vec<&str> = Vec::new();
     for e in entries {
@@ -112,7 +112,7 @@ pub struct Reserved {
 
 /// Reserves `n` sequence numbers on the project's chain; its head row stays locked until the
 /// transaction ends, so take it after the balance and limit rows.
-pub async fn reserve(tx: &mut Tx, project_id: &str, n: usize) -> Result<Reserved, DbError> {
+pub async fn reserve(tx: &mut Tx<'_>, project_id: &str, n: usize) -> Result<Reserved, DbError> {
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     let head = sqlx::query(
         "UPDATE audit_heads SET seq = seq + $2 WHERE project_id = $1 RETURNING seq, hash",
@@ -146,7 +146,7 @@ const RECORD_COLS: Cols = &[
 /// Adds the records (as many as were reserved, all of `head`'s project) and the new head.
 pub fn push_chain(writes: &mut Writes, head: Reserved, entries: &[&Entry<'_>], now: i64) {
     let mut prev = head.prev;
-    let mut rows = JsonRows::new(RECORD_COLS);
+    let mut rows = Rows::new(RECORD_COLS);
     for (seq, e) in (head.last - head.n + 1..).zip(entries) {
         let details = e.details.to_string();
         let hash = record_hash(
@@ -180,13 +180,15 @@ pub fn push_chain(writes: &mut Writes, head: Reserved, entries: &[&Entry<'_>], n
         return;
     }
     let n = rows.len() as u64;
-    let select = JsonRows::select(writes.engine(), RECORD_COLS, 2);
+    let (select, rows) = rows.into_select(writes.engine(), 2);
+    let mut args = vec![Arg::Text(head.project_id.clone())];
+    args.extend(rows);
     writes.push(
         format!(
             "INSERT INTO audit_log (project_id, seq, actor_kind, actor_id, action, subject, details, ip, user_agent, created_at, prev_hash, hash)
              SELECT $1, x.* FROM ({select}) AS x"
         ),
-        vec![Arg::Text(head.project_id.clone()), Arg::Text(rows.finish())],
+        args,
         Some(n),
     );
     writes.push(

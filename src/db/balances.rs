@@ -2,7 +2,7 @@
 //! one transaction, after taking the row (see `lock`), so available funds never go negative
 //! whatever runs concurrently.
 
-use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
+use super::batch::{Arg, Cols, Rows, Ty, V, Writes};
 use super::{Db, DbError, Tx, corrupt};
 use crate::domain::money::db_decimal;
 use rust_decimal::Decimal;
@@ -61,7 +61,7 @@ fn parse(row: &sqlx::any::AnyRow) -> Result<Balance, DbError> {
 /// Reads a balance inside a write transaction and keeps it locked until commit.
 pub async fn lock(
     db: &Db,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     currency: &str,
 ) -> Result<Option<Balance>, DbError> {
@@ -79,7 +79,7 @@ pub async fn lock(
 
 /// Creates a zero balance row if there is none (for credits).
 pub async fn ensure(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     currency: &str,
     now: i64,
@@ -100,7 +100,7 @@ pub async fn ensure(
 /// conditional on the version read, as a second guard.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     currency: &str,
     current: Balance,
@@ -119,7 +119,7 @@ pub async fn apply(
 /// [`apply`] for the two sides of a conversion between balances.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_exchange(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     currency: &str,
     current: Balance,
@@ -143,7 +143,7 @@ struct Source {
 
 #[allow(clippy::too_many_arguments)]
 async fn movement(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     currency: &str,
     current: Balance,
@@ -214,7 +214,7 @@ fn moved(
 }
 
 async fn movements(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     currency: &str,
     current: Balance,
@@ -251,7 +251,7 @@ fn push_movements(
 ) -> Result<Balance, BalanceError> {
     let text = |d: Decimal| d.normalize().to_string();
     let mut state = (current.available, current.held);
-    let mut rows = JsonRows::new(LEDGER_COLS);
+    let mut rows = Rows::new(LEDGER_COLS);
     for m in moves {
         state = moved(state, m.kind, m.amount)?;
         let (amount, a, h) = (text(m.amount), text(state.0), text(state.1));
@@ -284,12 +284,12 @@ fn push_movements(
     );
     if !rows.is_empty() {
         let n = rows.len() as u64;
-        let select = JsonRows::select(writes.engine(), LEDGER_COLS, 1);
+        let (select, args) = rows.into_select(writes.engine(), 1);
         let sql = format!(
             "INSERT INTO ledger_entries (project_id, currency, kind, amount, withdrawal_id, exchange_id, available_after, held_after, created_at)
              {select}"
         );
-        writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
+        writes.push(sql, args, Some(n));
     }
     Ok(Balance {
         available,

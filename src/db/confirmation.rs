@@ -57,7 +57,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Request>, DbError> {
 
 /// Reads a request and keeps it locked until commit: confirmations, cancels and expiry of
 /// one request queue here, so the last confirmation always sees the others.
-pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Request>, DbError> {
+pub async fn lock(db: &Db, tx: &mut Tx<'_>, id: i64) -> Result<Option<Request>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM confirmation_requests WHERE id = $1{}",
         db.for_update()
@@ -71,7 +71,7 @@ pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Request>, DbEr
 
 /// Opens a request; fails with a unique violation when one is already open.
 pub async fn insert(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     kind: RequestKind,
     requested_by: &str,
@@ -97,7 +97,7 @@ pub async fn insert(
 /// Closes an open request as `status`: one conditional write, so of a confirmation, a
 /// cancel and an expiry racing, one wins.
 pub async fn close(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     status: &str,
     by: Option<&str>,
@@ -141,7 +141,7 @@ pub struct Link {
 }
 
 pub async fn insert_link(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     token_hash: &str,
     request_id: i64,
     role: &str,
@@ -196,7 +196,11 @@ pub async fn links(db: &Db, request_id: i64) -> Result<Vec<Link>, DbError> {
 
 /// Marks a link confirmed (once), and returns how many of its request's links are still
 /// unconfirmed afterwards; `None` if this link was already used.
-pub async fn confirm_link(tx: &mut Tx, token_hash: &str, now: i64) -> Result<Option<i64>, DbError> {
+pub async fn confirm_link(
+    tx: &mut Tx<'_>,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<i64>, DbError> {
     let r = sqlx::query(
         "UPDATE confirmation_links SET confirmed_at = $1 WHERE token_hash = $2 AND confirmed_at IS NULL",
     )
@@ -219,7 +223,7 @@ pub async fn confirm_link(tx: &mut Tx, token_hash: &str, now: i64) -> Result<Opt
 }
 
 /// Sets the project's flag (inside the transaction that completes a request).
-pub async fn set_flag(tx: &mut Tx, project_id: &str, on: bool) -> Result<(), DbError> {
+pub async fn set_flag(tx: &mut Tx<'_>, project_id: &str, on: bool) -> Result<(), DbError> {
     sqlx::query("UPDATE projects SET withdrawal_confirmation = $1 WHERE id = $2")
         .bind(i64::from(on))
         .bind(project_id)

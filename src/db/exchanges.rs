@@ -21,7 +21,7 @@ pub struct NewExchange<'a> {
     pub fee: Decimal,
 }
 
-pub async fn insert(tx: &mut Tx, e: &NewExchange<'_>, now: i64) -> Result<i64, DbError> {
+pub async fn insert(tx: &mut Tx<'_>, e: &NewExchange<'_>, now: i64) -> Result<i64, DbError> {
     let row = sqlx::query(
         "INSERT INTO exchanges (project_id, kind, quote_id, from_currency, to_currency, from_amount, to_amount, rate, fee, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
@@ -123,7 +123,12 @@ pub async fn quote(db: &Db, project_id: &str, id: &str) -> Result<Option<Quote>,
 
 /// Marks a quote executed, if it is unused and unexpired at `now`; false otherwise (someone
 /// used it first, or it expired).
-pub async fn use_quote(tx: &mut Tx, id: &str, exchange_id: i64, now: i64) -> Result<bool, DbError> {
+pub async fn use_quote(
+    tx: &mut Tx<'_>,
+    id: &str,
+    exchange_id: i64,
+    now: i64,
+) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE exchange_quotes SET used_at = $1, exchange_id = $2
          WHERE id = $3 AND used_at IS NULL AND expires_at > $1",

@@ -15,7 +15,7 @@ pub struct Invite {
 }
 
 pub async fn insert(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     token_hash: &str,
     user_id: &str,
     created_by: &str,
@@ -59,7 +59,7 @@ pub async fn by_token_hash(db: &Db, token_hash: &str) -> Result<Option<Invite>, 
 
 /// Uses an invitation: one conditional write, so a token works once even when two requests
 /// race, and never after it expired.
-pub async fn consume(tx: &mut Tx, token_hash: &str, now: i64) -> Result<bool, DbError> {
+pub async fn consume(tx: &mut Tx<'_>, token_hash: &str, now: i64) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE invites SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
     )
@@ -72,7 +72,7 @@ pub async fn consume(tx: &mut Tx, token_hash: &str, now: i64) -> Result<bool, Db
 
 /// Ends a user's outstanding invitations (a new one replaces them, or the user was removed):
 /// they expire now.
-pub async fn expire_for_user(tx: &mut Tx, user_id: &str, now: i64) -> Result<(), DbError> {
+pub async fn expire_for_user(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE invites SET expires_at = $1 WHERE user_id = $2 AND used_at IS NULL AND expires_at > $1",
     )

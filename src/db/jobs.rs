@@ -3,7 +3,7 @@
 //! out and another worker takes it. At least once, never lost; `dedupe_key` keeps one job per
 //! effect.
 
-use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
+use super::batch::{Cols, Rows, Ty, V, Writes};
 use super::{Db, DbError, Engine, Tx};
 use sqlx::Row;
 
@@ -56,12 +56,12 @@ pub struct NewJob<'a> {
 }
 
 /// Queues a job unless one with the same dedupe key exists.
-pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: i64) -> Result<(), DbError> {
+pub async fn enqueue(tx: &mut Tx<'_>, job: &NewJob<'_>, now: i64) -> Result<(), DbError> {
     enqueue_many(tx, std::slice::from_ref(job), now).await
 }
 
 /// [`enqueue`] for several jobs in one statement.
-pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob<'_>], now: i64) -> Result<(), DbError> {
+pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: &[NewJob<'_>], now: i64) -> Result<(), DbError> {
     let mut writes = Writes::new(super::engine_of(tx));
     push_jobs(&mut writes, jobs, now);
     writes.run(tx).await
@@ -86,7 +86,7 @@ pub fn push_jobs(writes: &mut Writes, jobs: &[NewJob<'_>], now: i64) {
     if jobs.is_empty() {
         return;
     }
-    let mut rows = JsonRows::new(JOB_COLS);
+    let mut rows = Rows::new(JOB_COLS);
     for job in jobs {
         rows.push(&[
             V::Text(job.kind.as_str()),
@@ -102,13 +102,13 @@ pub fn push_jobs(writes: &mut Writes, jobs: &[NewJob<'_>], now: i64) {
             V::Int(now),
         ]);
     }
-    let select = JsonRows::select(writes.engine(), JOB_COLS, 1);
+    let (select, args) = rows.into_select(writes.engine(), 1);
     let sql = format!(
         "INSERT INTO jobs (kind, project_id, withdrawal_id, dedupe_key, payload, status, attempts, run_at, deadline, created_at, updated_at)
          {select} WHERE true
          ON CONFLICT (dedupe_key) DO NOTHING"
     );
-    writes.push(sql, vec![Arg::Text(rows.finish())], None);
+    writes.push(sql, args, None);
 }
 
 #[derive(Debug, Clone)]
@@ -164,13 +164,28 @@ pub async fn claim(
             ORDER BY run_at LIMIT $4{lock})
          RETURNING {JOB_COLUMNS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let claim = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(owner)
         .bind(now + lease_ms)
         .bind(now)
-        .bind(limit)
-        .fetch_all(db.writer())
-        .await?;
+        .bind(limit);
+    let rows = match db.engine() {
+        Engine::Sqlite => claim.fetch_all(db.writer()).await?,
+        // The due jobs must be read in `run_at` order from `jobs_due`, never gathered and
+        // sorted: under a backlog (a callback receiver down for hours, a burst of payouts)
+        // thousands are due, and a plan made without fresh statistics (a young or fast-
+        // changing table) sorted all of them on every claim: 7.8 ms against 0.7 ms with
+        // 17,500 due. Sorting is ruled out for this one statement.
+        Engine::Postgres => {
+            let mut tx = db.begin().await?;
+            sqlx::raw_sql("SET LOCAL enable_sort = off")
+                .execute(&mut *tx)
+                .await?;
+            let rows = claim.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        }
+    };
     rows.iter().map(from_row).collect()
 }
 

@@ -84,7 +84,7 @@ fn text(d: Option<Decimal>) -> Option<String> {
 
 /// Replaces one limit row (all three windows; `None` = no limit in that window).
 pub async fn upsert(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     currency: &str,
@@ -160,7 +160,7 @@ fn parse_usage(row: &sqlx::any::AnyRow) -> Result<Usage, DbError> {
 /// Take it after the balance lock; rows are locked in the order given (hour, then day,
 /// everywhere). Returns the totals in the order of `buckets`.
 pub async fn lock_usages<const N: usize>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     currency: &str,
@@ -206,7 +206,7 @@ pub async fn lock_usages<const N: usize>(
 /// buckets' row locks.
 #[allow(clippy::too_many_arguments)]
 pub async fn add_usage<const N: usize>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     currency: &str,
@@ -224,7 +224,7 @@ pub async fn add_usage<const N: usize>(
 /// Writes the buckets' new totals in one statement (the caller read the old ones with
 /// [`lock_usages`]).
 pub async fn put_usages<const N: usize>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     currency: &str,
@@ -277,7 +277,7 @@ pub fn push_usages<const N: usize>(
 
 /// One limit row, read in the caller's transaction (for before/after records).
 pub async fn get_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     currency: &str,
@@ -304,7 +304,7 @@ pub async fn get_in(
 /// Removes one limit row (a currency override; the currency falls back to the scope's
 /// base-currency limits). False if there was none.
 pub async fn delete(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     scope: Scope,
     currency: &str,

@@ -34,7 +34,14 @@ use sqlx::{Any, AnyPool, Executor};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type Tx = sqlx::Transaction<'static, Any>;
+/// A write transaction: on a connection of the writer pool (`Tx<'static>`, from
+/// [`Db::begin`]), or on one a task holds for several transactions in a row
+/// ([`Db::begin_on`]).
+pub type Tx<'c> = sqlx::Transaction<'c, Any>;
+
+/// A connection of the writer pool, held by a task across transactions (see
+/// [`Db::writer_connection`]).
+pub type WriterConnection = sqlx::pool::PoolConnection<Any>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -117,7 +124,7 @@ fn is_busy(e: &sqlx::Error) -> bool {
 }
 
 /// The engine behind a transaction, for the few statements written per engine.
-pub fn engine_of(tx: &Tx) -> Engine {
+pub fn engine_of(tx: &Tx<'_>) -> Engine {
     if tx.backend_name() == "PostgreSQL" {
         Engine::Postgres
     } else {
@@ -147,6 +154,10 @@ pub fn values_list(rows: usize, cols: usize, first: usize) -> String {
 pub enum Arg {
     Text(String),
     Int(i64),
+    /// A NULL of type text (PostgreSQL types every parameter).
+    NullText,
+    /// A NULL of type bigint.
+    NullInt,
 }
 
 /// Binds `args`, in order, after whatever `q` has bound.
@@ -158,6 +169,8 @@ pub fn bind_args<'q>(
         q = match a {
             Arg::Text(s) => q.bind(s),
             Arg::Int(i) => q.bind(i),
+            Arg::NullText => q.bind(None::<String>),
+            Arg::NullInt => q.bind(None::<i64>),
         };
     }
     q
@@ -303,7 +316,26 @@ impl Db {
 
     /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
     /// transaction never fails half-way upgrading from a read.
-    pub async fn begin(&self) -> Result<Tx, DbError> {
+    /// A connection of the writer pool, for a task that runs several transactions in a row
+    /// on it ([`Db::begin_on`]). Every return of a connection to its pool costs a round trip
+    /// (sqlx checks it before taking it back) and waits for a task to be scheduled; a batch
+    /// writer holding its connection pays that once per run of batches, not once per batch.
+    /// On SQLite this is the one writer connection: hold it briefly.
+    pub async fn writer_connection(&self) -> Result<WriterConnection, DbError> {
+        Ok(self.write.acquire().await?)
+    }
+
+    /// [`Db::begin`] on a held connection.
+    pub async fn begin_on<'c>(&self, conn: &'c mut WriterConnection) -> Result<Tx<'c>, DbError> {
+        use sqlx::Connection;
+        let tx = match self.engine {
+            Engine::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => conn.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'static>, DbError> {
         let tx = match self.engine {
             Engine::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Engine::Postgres => self.write.begin().await?,
@@ -341,7 +373,7 @@ impl Db {
 
     /// `BEGIN IMMEDIATE`, retried while another runner holds the write lock for longer than
     /// the connection's busy timeout (a long migration elsewhere).
-    async fn begin_sqlite_exclusive(&self) -> Result<Tx, DbError> {
+    async fn begin_sqlite_exclusive(&self) -> Result<Tx<'static>, DbError> {
         let mut attempts = 0;
         loop {
             match self.write.begin_with("BEGIN IMMEDIATE").await {

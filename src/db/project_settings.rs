@@ -7,7 +7,7 @@ use super::{Db, DbError, Tx};
 /// IMMEDIATE` already made the transaction the only writer). Guards that count ("the last
 /// owner", "the last active API key") read after this, so two concurrent changes cannot both
 /// pass them. False if there is no such project.
-pub async fn lock(db: &Db, tx: &mut Tx, project_id: &str) -> Result<bool, DbError> {
+pub async fn lock(db: &Db, tx: &mut Tx<'_>, project_id: &str) -> Result<bool, DbError> {
     let sql = format!("SELECT id FROM projects WHERE id = $1{}", db.for_update());
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
@@ -17,7 +17,7 @@ pub async fn lock(db: &Db, tx: &mut Tx, project_id: &str) -> Result<bool, DbErro
 }
 
 pub async fn set_callback_url(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     url: Option<&str>,
 ) -> Result<(), DbError> {
@@ -31,7 +31,7 @@ pub async fn set_callback_url(
 
 /// The operator gate's validation-webhook URL (`None` turns the gate off).
 pub async fn set_validation_url(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     url: Option<&str>,
 ) -> Result<(), DbError> {
@@ -43,7 +43,11 @@ pub async fn set_validation_url(
     Ok(())
 }
 
-pub async fn set_webhook_secret(tx: &mut Tx, project_id: &str, enc: &str) -> Result<(), DbError> {
+pub async fn set_webhook_secret(
+    tx: &mut Tx<'_>,
+    project_id: &str,
+    enc: &str,
+) -> Result<(), DbError> {
     sqlx::query("UPDATE projects SET webhook_secret_enc = $1 WHERE id = $2")
         .bind(enc)
         .bind(project_id)
@@ -52,7 +56,11 @@ pub async fn set_webhook_secret(tx: &mut Tx, project_id: &str, enc: &str) -> Res
     Ok(())
 }
 
-pub async fn set_base_currency(tx: &mut Tx, project_id: &str, code: &str) -> Result<(), DbError> {
+pub async fn set_base_currency(
+    tx: &mut Tx<'_>,
+    project_id: &str,
+    code: &str,
+) -> Result<(), DbError> {
     sqlx::query("UPDATE projects SET base_currency = $1 WHERE id = $2")
         .bind(code)
         .bind(project_id)

@@ -40,7 +40,7 @@ pub struct NewProject<'a> {
     pub webhook_secret_enc: &'a str,
 }
 
-pub async fn insert(tx: &mut Tx, p: &NewProject<'_>, now: i64) -> Result<(), DbError> {
+pub async fn insert(tx: &mut Tx<'_>, p: &NewProject<'_>, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO projects (id, name, primary_email, base_currency, callback_url, webhook_secret_enc, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -98,7 +98,7 @@ pub struct NewApiKey<'a> {
     pub can_withdraw: bool,
 }
 
-pub async fn insert_api_key(tx: &mut Tx, k: &NewApiKey<'_>, now: i64) -> Result<(), DbError> {
+pub async fn insert_api_key(tx: &mut Tx<'_>, k: &NewApiKey<'_>, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO api_keys (id, project_id, key_hash, key_prefix, secret_enc, can_withdraw, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -42,7 +42,7 @@ pub async fn get(db: &Db, project_id: &str) -> Result<Option<SlackWebhook>, DbEr
 }
 
 /// The same read inside a transaction (the settings change holds the project lock).
-pub async fn get_in(tx: &mut Tx, project_id: &str) -> Result<Option<SlackWebhook>, DbError> {
+pub async fn get_in(tx: &mut Tx<'_>, project_id: &str) -> Result<Option<SlackWebhook>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM slack_webhooks WHERE project_id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
@@ -54,7 +54,7 @@ pub async fn get_in(tx: &mut Tx, project_id: &str) -> Result<Option<SlackWebhook
 /// Whether a channel is connected and the project sends `event` to it, read in the caller's
 /// transaction (so a message is queued only for a project that has somewhere to send it and
 /// wants it).
-pub async fn wants(tx: &mut Tx, project_id: &str, event: &str) -> Result<bool, DbError> {
+pub async fn wants(tx: &mut Tx<'_>, project_id: &str, event: &str) -> Result<bool, DbError> {
     let row = sqlx::query(
         "SELECT 1 AS one FROM slack_webhooks s JOIN projects p ON p.id = s.project_id
          WHERE s.project_id = $1 AND (',' || p.slack_events || ',') LIKE $2",
@@ -82,7 +82,7 @@ pub async fn events(db: &Db, project_id: &str) -> Result<Vec<String>, DbError> {
         .collect())
 }
 
-pub async fn set_events(tx: &mut Tx, project_id: &str, events: &[&str]) -> Result<(), DbError> {
+pub async fn set_events(tx: &mut Tx<'_>, project_id: &str, events: &[&str]) -> Result<(), DbError> {
     sqlx::query("UPDATE projects SET slack_events = $1 WHERE id = $2")
         .bind(events.join(","))
         .bind(project_id)
@@ -93,7 +93,7 @@ pub async fn set_events(tx: &mut Tx, project_id: &str, events: &[&str]) -> Resul
 
 /// Connects or replaces the webhook. A replacement starts with no send history.
 pub async fn upsert(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     webhook_id: &str,
     url_enc: &str,
@@ -117,7 +117,7 @@ pub async fn upsert(
 }
 
 /// Disconnects; true if something was connected.
-pub async fn delete(tx: &mut Tx, project_id: &str) -> Result<bool, DbError> {
+pub async fn delete(tx: &mut Tx<'_>, project_id: &str) -> Result<bool, DbError> {
     let r = sqlx::query("DELETE FROM slack_webhooks WHERE project_id = $1")
         .bind(project_id)
         .execute(&mut **tx)
@@ -142,6 +142,53 @@ pub async fn record_ok(
     .execute(db.writer())
     .await?;
     Ok(())
+}
+
+/// What [`take_test_slot`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TestSlot {
+    /// Taken: send now.
+    Taken,
+    /// The last test went out at this time, too recently.
+    UsedAt(i64),
+    /// The webhook was disconnected or replaced meanwhile.
+    Gone,
+}
+
+/// Takes the test-message slot of the webhook: one conditional write, so of two clicks at
+/// once (on any instances) one wins. Refused while the last test is less than `gap_ms`
+/// before `now`.
+pub async fn take_test_slot(
+    db: &Db,
+    project_id: &str,
+    webhook_id: &str,
+    now: i64,
+    gap_ms: i64,
+) -> Result<TestSlot, DbError> {
+    let taken = sqlx::query(
+        "UPDATE slack_webhooks SET last_test_at = $1
+         WHERE project_id = $2 AND webhook_id = $3 AND (last_test_at IS NULL OR last_test_at <= $4)",
+    )
+    .bind(now)
+    .bind(project_id)
+    .bind(webhook_id)
+    .bind(now - gap_ms)
+    .execute(db.writer())
+    .await?;
+    if taken.rows_affected() > 0 {
+        return Ok(TestSlot::Taken);
+    }
+    let row = sqlx::query(
+        "SELECT last_test_at FROM slack_webhooks WHERE project_id = $1 AND webhook_id = $2",
+    )
+    .bind(project_id)
+    .bind(webhook_id)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(match row {
+        Some(r) => TestSlot::UsedAt(r.try_get::<Option<i64>, _>("last_test_at")?.unwrap_or(now)),
+        None => TestSlot::Gone,
+    })
 }
 
 /// Records a failed send on the webhook it went to (as `record_ok`).

@@ -117,7 +117,7 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts a user; an email already in use fails with a unique violation.
-pub async fn insert(tx: &mut Tx, u: &NewUser<'_>, now: i64) -> Result<(), DbError> {
+pub async fn insert(tx: &mut Tx<'_>, u: &NewUser<'_>, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO users (id, project_id, email, email_norm, role, withdrawal_rights, status, password_hash, totp_secret_enc, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
@@ -173,7 +173,7 @@ pub async fn list(db: &Db, project_id: &str) -> Result<Vec<User>, DbError> {
 
 /// [`list`] inside a write transaction: on PostgreSQL a transaction holding row locks must
 /// not wait for a second pool connection.
-pub async fn list_in(tx: &mut Tx, project_id: &str) -> Result<Vec<User>, DbError> {
+pub async fn list_in(tx: &mut Tx<'_>, project_id: &str) -> Result<Vec<User>, DbError> {
     list_with(&mut **tx, project_id).await
 }
 
@@ -194,7 +194,7 @@ where
 /// The user's own alert choices: approval requests (`email_alerts`) and outcomes of the
 /// withdrawals they initiated (`outcome_alerts`).
 pub async fn set_alerts(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user_id: &str,
     email_alerts: bool,
     outcome_alerts: bool,
@@ -286,7 +286,12 @@ pub async fn clear_password_failures(db: &Db, user_id: &str) -> Result<(), DbErr
     Ok(())
 }
 
-pub async fn set_password(tx: &mut Tx, user_id: &str, hash: &str, now: i64) -> Result<(), DbError> {
+pub async fn set_password(
+    tx: &mut Tx<'_>,
+    user_id: &str,
+    hash: &str,
+    now: i64,
+) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE users SET password_hash = $1, session_generation = session_generation + 1, updated_at = $2 WHERE id = $3",
     )
@@ -299,7 +304,12 @@ pub async fn set_password(tx: &mut Tx, user_id: &str, hash: &str, now: i64) -> R
 }
 
 /// Activates an invited user with their password (the invite flow).
-pub async fn activate(tx: &mut Tx, user_id: &str, hash: &str, now: i64) -> Result<bool, DbError> {
+pub async fn activate(
+    tx: &mut Tx<'_>,
+    user_id: &str,
+    hash: &str,
+    now: i64,
+) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE users SET password_hash = $1, status = 'active', updated_at = $2 WHERE id = $3 AND status = 'invited'",
     )
@@ -323,7 +333,7 @@ pub async fn set_pending_totp(db: &Db, user_id: &str, enc: &str) -> Result<(), D
 /// Confirms enrollment: the pending secret becomes the secret and the confirming code's step
 /// is burnt, in one conditional write.
 pub async fn confirm_totp(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user_id: &str,
     pending_enc: &str,
     step: i64,
@@ -343,7 +353,7 @@ pub async fn confirm_totp(
 }
 
 /// Resets 2FA: the user must enroll again at next sign-in; all sessions end.
-pub async fn reset_totp(tx: &mut Tx, user_id: &str, now: i64) -> Result<bool, DbError> {
+pub async fn reset_totp(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE users SET totp_secret_enc = NULL, totp_pending_enc = NULL, session_generation = session_generation + 1, updated_at = $1
          WHERE id = $2",
@@ -361,7 +371,7 @@ pub async fn reset_totp(tx: &mut Tx, user_id: &str, now: i64) -> Result<bool, Db
 
 /// Changes role and rights; ends the user's sessions.
 pub async fn set_role_and_rights(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user_id: &str,
     role: Role,
     rights: bool,
@@ -380,7 +390,7 @@ pub async fn set_role_and_rights(
 }
 
 /// Removes a user: they can no longer sign in; their email is freed for reuse.
-pub async fn remove(tx: &mut Tx, user_id: &str, now: i64) -> Result<(), DbError> {
+pub async fn remove(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE users SET status = 'removed', email_norm = email_norm || '#removed-' || $1, session_generation = session_generation + 1, updated_at = $1 WHERE id = $2",
     )
@@ -392,7 +402,7 @@ pub async fn remove(tx: &mut Tx, user_id: &str, now: i64) -> Result<(), DbError>
 }
 
 pub async fn replace_recovery_codes(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user_id: &str,
     hashes: &[String],
 ) -> Result<(), DbError> {

@@ -1,7 +1,7 @@
 //! Withdrawal rows, their timeline and the address book. Status changes are conditional
 //! writes on the expected current status.
 
-use super::batch::{Arg, Cols, JsonRows, Ty, V, Writes};
+use super::batch::{Cols, Rows, Ty, V, Writes};
 use super::{Db, DbError, Tx, corrupt};
 use crate::domain::money::db_decimal;
 use crate::domain::policy::{ApprovalRequirement, Scope};
@@ -192,7 +192,7 @@ pub fn push_inserts(writes: &mut Writes, ws: &[&Withdrawal]) {
     if ws.is_empty() {
         return;
     }
-    let mut rows = JsonRows::new(WITHDRAWAL_COLS);
+    let mut rows = Rows::new(WITHDRAWAL_COLS);
     for w in ws {
         let x = w.exchange.as_ref();
         let requirement = serde_json::to_string(&w.requirement).unwrap_or_default();
@@ -243,17 +243,17 @@ pub fn push_inserts(writes: &mut Writes, ws: &[&Withdrawal]) {
         ]);
     }
     let n = rows.len() as u64;
-    let select = JsonRows::select(writes.engine(), WITHDRAWAL_COLS, 1);
+    let (select, args) = rows.into_select(writes.engine(), 1);
     let names: Vec<&str> = WITHDRAWAL_COLS.iter().map(|(c, _)| *c).collect();
     let sql = format!("INSERT INTO withdrawals ({}) {select}", names.join(", "));
-    writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
+    writes.push(sql, args, Some(n));
 }
 
 /// `n` ids for new rows of `table` (`withdrawals` or `payout_addresses`), taken before the
 /// rows are written so that everything referring to them can be written in the same
 /// statement. On SQLite the write transaction (`BEGIN IMMEDIATE`) holds the database, so the
 /// ids after the highest ever given are free until it commits.
-pub async fn allocate_ids(tx: &mut Tx, table: IdTable, n: usize) -> Result<Vec<i64>, DbError> {
+pub async fn allocate_ids(tx: &mut Tx<'_>, table: IdTable, n: usize) -> Result<Vec<i64>, DbError> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -382,7 +382,7 @@ pub async fn by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Withdrawal>, DbError> {
 
 /// Reads a withdrawal inside a write transaction and keeps it locked until commit: decisions
 /// on one withdrawal queue here, so each sees the votes of those before it.
-pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Withdrawal>, DbError> {
+pub async fn lock(db: &Db, tx: &mut Tx<'_>, id: i64) -> Result<Option<Withdrawal>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM withdrawals WHERE id = $1{}",
         db.for_update()
@@ -398,7 +398,7 @@ pub async fn lock(db: &Db, tx: &mut Tx, id: i64) -> Result<Option<Withdrawal>, D
 /// the withdrawal first.
 #[allow(clippy::too_many_arguments)]
 pub async fn set_status(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     from: Status,
     to: Status,
@@ -441,14 +441,14 @@ const STATUS_COLS: Cols = &[
 /// [`set_status`] for several withdrawals in one statement. Returns the ids that moved (those
 /// still in their `from` status); the others were moved by someone else first.
 pub async fn set_statuses(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     writes: &[StatusWrite<'_>],
     now: i64,
 ) -> Result<Vec<i64>, DbError> {
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut rows = JsonRows::new(STATUS_COLS);
+    let mut rows = Rows::new(STATUS_COLS);
     for w in writes {
         rows.push(&[
             V::Int(w.id),
@@ -458,7 +458,7 @@ pub async fn set_statuses(
             V::OptText(w.txid),
         ]);
     }
-    let select = JsonRows::select(super::engine_of(tx), STATUS_COLS, 2);
+    let (select, args) = rows.into_select(super::engine_of(tx), 2);
     let sql = format!(
         "UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
             txid = COALESCE(v.new_txid, withdrawals.txid), updated_at = $1
@@ -468,9 +468,7 @@ pub async fn set_statuses(
     // Not kept prepared: a plan made while the table was small (a hash join over all of it)
     // would stay with the connection as the table grows. Planned anew, each time it looks
     // the rows up by id.
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(rows.finish())
+    let rows = super::bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now), args)
         .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
@@ -504,7 +502,7 @@ pub fn push_events(writes: &mut Writes, events: &[NewEvent<'_>], now: i64) {
     if events.is_empty() {
         return;
     }
-    let mut rows = JsonRows::new(EVENT_COLS);
+    let mut rows = Rows::new(EVENT_COLS);
     for e in events {
         rows.push(&[
             V::Int(e.withdrawal_id),
@@ -517,12 +515,12 @@ pub fn push_events(writes: &mut Writes, events: &[NewEvent<'_>], now: i64) {
         ]);
     }
     let n = rows.len() as u64;
-    let select = JsonRows::select(writes.engine(), EVENT_COLS, 1);
+    let (select, args) = rows.into_select(writes.engine(), 1);
     let sql = format!(
         "INSERT INTO withdrawal_events (withdrawal_id, from_status, to_status, actor_kind, actor_id, note, created_at)
          {select}"
     );
-    writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
+    writes.push(sql, args, Some(n));
 }
 
 #[derive(Debug, Clone)]
@@ -587,11 +585,11 @@ const ADDRESS_COLS: Cols = &[
 /// The address book's id of each (distinct) entry, in the order given: the existing entry's,
 /// or one allocated for an entry [`push_addresses`] will create. Read before any lock is
 /// taken; the write checks that the ids still hold.
-pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64>, DbError> {
+pub async fn address_ids(tx: &mut Tx<'_>, keys: &[AddressKey<'_>]) -> Result<Vec<i64>, DbError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut rows = JsonRows::new(ADDRESS_KEY_COLS);
+    let mut rows = Rows::new(ADDRESS_KEY_COLS);
     for (i, k) in keys.iter().enumerate() {
         rows.push(&[
             V::Int(i as i64),
@@ -602,7 +600,7 @@ pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64
         ]);
     }
     let engine = super::engine_of(tx);
-    let keyed = JsonRows::select(engine, ADDRESS_KEY_COLS, 1);
+    let (keyed, args) = rows.into_select(engine, 1);
     // Each entry looked up by its unique key on its own, whatever the table's statistics say.
     let sql = format!(
         "SELECT k.i, a.id FROM ({keyed}) AS k CROSS JOIN LATERAL (
@@ -618,8 +616,7 @@ pub async fn address_ids(tx: &mut Tx, keys: &[AddressKey<'_>]) -> Result<Vec<i64
                AND a.tag = k.tag"
         ),
     };
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(rows.finish())
+    let found = super::bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
         .fetch_all(&mut **tx)
         .await?;
     let mut ids: Vec<Option<i64>> = vec![None; keys.len()];
@@ -652,7 +649,7 @@ pub fn push_addresses(writes: &mut Writes, keys: &[AddressKey<'_>], ids: &[i64],
     if keys.is_empty() {
         return;
     }
-    let mut rows = JsonRows::new(ADDRESS_COLS);
+    let mut rows = Rows::new(ADDRESS_COLS);
     for (k, &id) in keys.iter().zip(ids) {
         rows.push(&[
             V::Int(id),
@@ -665,14 +662,14 @@ pub fn push_addresses(writes: &mut Writes, keys: &[AddressKey<'_>], ids: &[i64],
         ]);
     }
     let n = rows.len() as u64;
-    let select = JsonRows::select(writes.engine(), ADDRESS_COLS, 1);
+    let (select, args) = rows.into_select(writes.engine(), 1);
     let sql = format!(
         "INSERT INTO payout_addresses (id, project_id, currency, address, tag, first_used_at, last_used_at)
          {select} WHERE true
          ON CONFLICT (project_id, currency, address, tag) DO UPDATE SET last_used_at = excluded.last_used_at
          WHERE payout_addresses.id = excluded.id"
     );
-    writes.push(sql, vec![Arg::Text(rows.finish())], Some(n));
+    writes.push(sql, args, Some(n));
 }
 
 /// Pending withdrawals whose expiry has passed, oldest first.

@@ -59,7 +59,7 @@ pub fn render(
 /// Queues a rendered email in the caller's transaction. `dedupe_key` makes the queueing
 /// idempotent (one email per event and recipient).
 pub async fn queue(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     email: &Email,
     dedupe_key: String,

@@ -292,7 +292,7 @@ impl SlackEvent {
 }
 
 pub async fn queue_pending(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     alert: &PendingAlert<'_>,
     now: i64,
@@ -314,7 +314,7 @@ pub async fn queue_pending(
 /// Queues the outcome follow-up (dedupe key `slack:outcome:{id}`). Does nothing when the
 /// project has no Slack channel connected.
 pub async fn queue_outcome(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     alert: &OutcomeAlert<'_>,
     now: i64,
@@ -336,7 +336,7 @@ pub async fn queue_outcome(
 /// Queues a plain notice under the caller's dedupe key. Does nothing when the project has no
 /// Slack channel connected.
 pub async fn queue_text(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     event: SlackEvent,
     project_id: &str,
     dedupe_key: String,
@@ -356,7 +356,7 @@ pub async fn queue_text(
 }
 
 async fn queue(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     event: SlackEvent,
     project_id: &str,
     withdrawal_id: Option<i64>,

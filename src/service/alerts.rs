@@ -54,7 +54,7 @@ pub fn voter_as(user: &User, is_initiator: bool) -> Voter {
 
 /// `w` just became pending: one approval email per eligible approver with alerts on.
 pub async fn on_pending(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     state: &AppState,
     w: &Withdrawal,
     now: i64,
@@ -127,7 +127,7 @@ pub fn outcome_line(after: &Withdrawal, actor: &Actor, note: &str, names: &Names
 /// `after` has just left `pending`: tell its initiator (a dashboard payout's user, if they
 /// want outcome emails) and the owners who receive approval alerts, except whoever decided.
 pub async fn on_decided(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     state: &AppState,
     after: &Withdrawal,
     actor: &Actor,

@@ -284,7 +284,7 @@ async fn decide_using(
     Ok((after, outcome))
 }
 
-async fn commit(tx: Tx) -> Result<(), DbError> {
+async fn commit(tx: Tx<'_>) -> Result<(), DbError> {
     tx.commit().await.map_err(DbError::from)
 }
 
@@ -294,6 +294,11 @@ pub async fn standing(
     w: &Withdrawal,
 ) -> Result<(Vec<adb::Vote>, Tally), DbError> {
     let votes = adb::votes(state.db.reader(), w.id).await?;
+    Ok(standing_of(w, votes))
+}
+
+/// Where `w`'s requirement stands with `votes` (all of its votes, in order).
+pub fn standing_of(w: &Withdrawal, votes: Vec<adb::Vote>) -> (Vec<adb::Vote>, Tally) {
     let approvals: Vec<Approval> = votes
         .iter()
         .filter(|v| v.decision == Decision::Approve)
@@ -301,5 +306,6 @@ pub async fn standing(
             by_owner: v.by_owner,
         })
         .collect();
-    Ok((votes, tally(&w.requirement, &approvals)))
+    let tally = tally(&w.requirement, &approvals);
+    (votes, tally)
 }

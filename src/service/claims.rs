@@ -35,7 +35,7 @@ async fn claimed_by_other(state: &AppState, project_id: &str, c: Claim) -> Decid
     }
 }
 
-async fn commit(tx: Tx) -> Result<(), DbError> {
+async fn commit(tx: Tx<'_>) -> Result<(), DbError> {
     tx.commit().await.map_err(DbError::from)
 }
 

@@ -216,7 +216,7 @@ pub async fn make_exchange(
     })
 }
 
-async fn record(tx: &mut Tx, project: &Project, q: &Quote, now: i64) -> Result<i64, DbError> {
+async fn record(tx: &mut Tx<'_>, project: &Project, q: &Quote, now: i64) -> Result<i64, DbError> {
     exchanges::insert(
         tx,
         &NewExchange {

@@ -45,7 +45,10 @@ pub struct NewKey {
     pub api_secret: String,
 }
 
-pub(super) async fn locked(state: &AppState, project_id: &str) -> Result<Tx, SettingsError> {
+pub(super) async fn locked(
+    state: &AppState,
+    project_id: &str,
+) -> Result<Tx<'static>, SettingsError> {
     let mut tx = state.db.begin().await?;
     if !project_settings::lock(&state.db, &mut tx, project_id).await? {
         return Err(SettingsError::NotFound);
@@ -55,7 +58,7 @@ pub(super) async fn locked(state: &AppState, project_id: &str) -> Result<Tx, Set
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn record(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     project_id: &str,
     actor: &Actor,
     action: &str,

@@ -4,6 +4,7 @@
 
 use super::settings::{SettingsError, locked, record};
 use crate::db::audit::{Actor, Origin};
+use crate::db::slack::TestSlot;
 use crate::db::{DbError, projects, slack as slack_db};
 use crate::notify::slack::{SlackEvent, SlackWebhookUrl, text_message};
 use crate::notify::slack_send::{self, SendResult};
@@ -107,6 +108,14 @@ pub async fn disconnect(
     Ok(())
 }
 
+fn not_connected() -> SettingsError {
+    SettingsError::Refused("No Slack channel is connected: connect one first.".into())
+}
+
+/// At most one test message per project in this long (a button is easy to click many times,
+/// and Slack answers a flood with 429 for every message of the channel, alerts included).
+pub const TEST_GAP_MS: i64 = 10_000;
+
 /// Posts a test message to the connected channel now (not through the outbox: the owner is
 /// waiting for the answer), and records the outcome as the channel's latest. `Ok` carries
 /// what Slack answered; a send that failed is `Ok(result)` with the error in it.
@@ -117,13 +126,28 @@ pub async fn send_test(
 ) -> Result<SendResult, SettingsError> {
     let db = &state.db;
     let Some(hook) = slack_db::get(db, project_id).await? else {
-        return Err(SettingsError::Refused(
-            "No Slack channel is connected: connect one first.".into(),
-        ));
+        return Err(not_connected());
     };
     let project = projects::get(db, project_id)
         .await?
         .ok_or(SettingsError::NotFound)?;
+    let now = state.now();
+    match slack_db::take_test_slot(db, project_id, &hook.webhook_id, now, TEST_GAP_MS).await? {
+        TestSlot::Taken => {}
+        TestSlot::Gone => return Err(not_connected()),
+        TestSlot::UsedAt(at) => {
+            let ago_ms = (now - at).max(0);
+            let wait = (TEST_GAP_MS - ago_ms + 999) / 1000;
+            let when = match ago_ms / 1000 {
+                0 => "just now".to_string(),
+                secs => format!("{secs} s ago"),
+            };
+            let plural = if wait == 1 { "" } else { "s" };
+            return Err(SettingsError::Refused(format!(
+                "A test message went to this channel {when}: wait {wait} more second{plural} before sending another."
+            )));
+        }
+    }
     let url = state
         .master_key
         .decrypt(&hook.url_enc)

@@ -80,7 +80,7 @@ pub struct InviteInput<'a> {
 /// transaction; the token itself is stored only as its SHA-256.
 async fn queue_invite(
     state: &AppState,
-    tx: &mut crate::db::Tx,
+    tx: &mut crate::db::Tx<'_>,
     by: &User,
     invitee: &User,
     project_name: &str,

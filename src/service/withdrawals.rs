@@ -300,7 +300,7 @@ pub async fn change_many(
 /// balance, then withdrawal, then limit usage, then audit head.
 pub(crate) async fn lock_funds(
     state: &AppState,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     w: &Withdrawal,
     event: Event,
 ) -> Result<Option<balances::Balance>, DbError> {
@@ -318,7 +318,7 @@ pub(crate) async fn lock_funds(
 /// moved it first, and the caller must roll back.
 pub(crate) async fn change_in(
     state: &AppState,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     w: &Withdrawal,
     change: &Change<'_>,
     balance: Option<balances::Balance>,
@@ -346,7 +346,7 @@ type HeldBalances = BTreeMap<(String, String), Option<balances::Balance>>;
 /// rows, the audit records. Each answer is `None` when that withdrawal was not moved.
 async fn changes_in(
     state: &AppState,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     items: &[(&Withdrawal, &Change<'_>)],
     held: &mut HeldBalances,
 ) -> Result<Vec<Option<Withdrawal>>, ChangeError> {

@@ -713,8 +713,9 @@ async fn of_two_admins_claiming_at_once_one_holds_it_until_the_claim_expires() {
     assert_eq!(audit_count(&app, "withdrawal.claim_released").await, 1);
 }
 
-#[tokio::test]
-async fn with_two_approvals_needed_the_first_is_recorded_and_the_claim_released() {
+/// An app with Withdrawal Confirmation on, a balance, and a tier (from 1 EUR two approvals
+/// are needed); a member and an owner with rights, and their tokens.
+async fn two_approvals_needed() -> (TestApp, TestUser, String, String) {
     let app = spawn_app().await;
     confirmation_on(&app).await;
     app.credit("BTC", "1").await;
@@ -735,6 +736,56 @@ async fn with_two_approvals_needed_the_first_is_recorded_and_the_claim_released(
     let a = app.create_user("member", true).await;
     let b = app.create_user("owner", true).await;
     let (ta, tb) = (token(&app, &a).await, token(&app, &b).await);
+    (app, b, ta, tb)
+}
+
+#[tokio::test]
+async fn the_list_shows_each_withdrawal_its_own_votes_and_claim() {
+    let (app, b, ta, tb) = two_approvals_needed().await;
+    let voted = pending(&app, "w-voted").await;
+    let claimed = pending(&app, "w-claimed").await;
+    let untouched = pending(&app, "w-untouched").await;
+    assert_eq!(set_status(&app, &ta, voted, "PROCESSING", "").await.0, 200);
+    let (status, v) = set_status(&app, &ta, voted, "COMPLETED", "first of two").await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("approval_recorded"))
+    );
+    assert_eq!(
+        set_status(&app, &tb, claimed, "PROCESSING", "").await.0,
+        200
+    );
+
+    let (status, list) = call(&app, &tb, "get", "/withdrawals", None).await;
+    assert_eq!(status, 200, "{list}");
+    let row = |id: i64| {
+        let rows = list["data"].as_array().unwrap();
+        rows.iter().find(|w| w["id"] == id).cloned().unwrap()
+    };
+    let (v, c, u) = (row(voted), row(claimed), row(untouched));
+    assert_eq!(v["votes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["votes"][0]["note"], "first of two");
+    assert_eq!(v["approvals"]["have"], 1);
+    assert_eq!(v["claim"], Value::Null);
+    assert_eq!(c["claim"]["user"], b.email.as_str(), "{c}");
+    assert_eq!(c["claim"]["yours"], true);
+    assert_eq!(c["votes"], json!([]));
+    assert_eq!(c["approvals"]["have"], 0);
+    assert_eq!(
+        (u["claim"].clone(), u["votes"].clone()),
+        (Value::Null, json!([]))
+    );
+    // The list and the single view agree.
+    for id in [voted, claimed, untouched] {
+        let (status, one) = call(&app, &tb, "get", &format!("/withdrawals/{id}"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(one, row(id));
+    }
+}
+
+#[tokio::test]
+async fn with_two_approvals_needed_the_first_is_recorded_and_the_claim_released() {
+    let (app, _, ta, tb) = two_approvals_needed().await;
     let id = pending(&app, "w1").await;
     assert_eq!(set_status(&app, &ta, id, "PROCESSING", "").await.0, 200);
     let (status, v) = set_status(&app, &ta, id, "COMPLETED", "looks fine").await;

@@ -536,6 +536,19 @@ async fn the_test_button_reports_success_or_slacks_exact_error() {
     let last_ok = text_of(&page, "slack-last-ok").unwrap();
     assert!(last_ok.ends_with('Z'), "{last_ok}");
 
+    // One test per 10 seconds: a second click now is refused and sends nothing.
+    app.clock.advance_ms(3_500);
+    let (status, page, _) = b.post_form("/settings/slack/test", &[]).await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains(
+            "A test message went to this channel 3 s ago: wait 7 more seconds before sending another."
+        ),
+        "{page}"
+    );
+    assert_eq!(rx.all().len(), 1);
+    app.clock.advance_ms(6_500);
+
     rx.answer_with_body(410, &[], "channel_is_archived");
     let (status, page, _) = b.post_form("/settings/slack/test", &[]).await;
     assert_eq!(status, 502);
@@ -549,4 +562,25 @@ async fn the_test_button_reports_success_or_slacks_exact_error() {
     assert!(failure.ends_with("Z: Slack answered HTTP 410: channel_is_archived"));
     // A test message is not queued: nothing is retried.
     assert_eq!(app.count("jobs WHERE kind = 'slack'").await, 0);
+}
+
+#[tokio::test]
+async fn of_ten_test_clicks_at_once_one_message_goes_out() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let owner = app.create_user("owner", true).await;
+    let b = app.signed_in(&owner).await;
+    b.get("/settings").await;
+    connect(&app, &rx.url).await;
+    let clicks = (0..10).map(|_| b.post_form("/settings/slack/test", &[]));
+    let answers = futures_util::future::join_all(clicks).await;
+    let mut codes: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, [303, 422, 422, 422, 422, 422, 422, 422, 422, 422]);
+    assert_eq!(rx.all().len(), 1);
+    // After the gap the button works again.
+    app.clock.advance_ms(10_000);
+    let (status, _, _) = b.post_form("/settings/slack/test", &[]).await;
+    assert_eq!(status, 303);
+    assert_eq!(rx.all().len(), 2);
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn send_link(
     state: &AppState,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     request: i64,
     kind: RequestKind,
     role: &str,
@@ -231,7 +231,7 @@ pub async fn confirm(
 /// Every owner hears that the feature changed.
 async fn tell_owners(
     state: &AppState,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     request: &Request,
     on: bool,
     now: i64,

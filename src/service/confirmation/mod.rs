@@ -120,7 +120,7 @@ fn entry<'a>(
 
 /// Opens the request row, or says why not (a unique index keeps one per project).
 async fn open_request(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     owner: &User,
     kind: RequestKind,
     approver: Option<&str>,

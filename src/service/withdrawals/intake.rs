@@ -32,7 +32,7 @@ use crate::db::projects::Project;
 use crate::db::withdrawals::{
     self as wdb, AddressKey, IdTable, NewEvent, Withdrawal, WithdrawalExchange,
 };
-use crate::db::{DbError, Tx};
+use crate::db::{DbError, Tx, WriterConnection};
 use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
 use crate::domain::withdrawal::{NewWithdrawal, Status};
 use crate::error::ApiError;
@@ -135,15 +135,32 @@ impl Default for Intake {
     }
 }
 
-/// The writing task: batches until the queue is empty.
+/// Batches written one after another on one held writer connection before it goes back to
+/// the pool (see [`crate::db::Db::writer_connection`]). On SQLite the worker's payouts wait
+/// for the one writer connection meanwhile: at most this many batches, a few tens of
+/// milliseconds.
+const BATCHES_PER_CONNECTION: usize = 8;
+
+/// The writing task: batches until the queue is empty, on a writer connection it holds for
+/// up to [`BATCHES_PER_CONNECTION`] of them (and gives back at once after an error).
 async fn write_queued(state: AppState) {
+    let mut held: Option<WriterConnection> = None;
+    let mut batches_on_held = 0;
     while let Some(batch) = state.intake.next_batch() {
+        if held.is_none() || batches_on_held == BATCHES_PER_CONNECTION {
+            held = None;
+            batches_on_held = 0;
+        }
+        batches_on_held += 1;
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         // A panic must not stop intake for good: the batch's callers get an error (their
         // senders drop; the transaction, if open, rolls back) and the next batch goes on.
-        let written = AssertUnwindSafe(write_answering(&state, &requests))
+        let written = AssertUnwindSafe(write_answering(&state, &requests, &mut held))
             .catch_unwind()
             .await;
+        if written.is_err() {
+            held = None;
+        }
         match written {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
@@ -160,9 +177,13 @@ async fn write_queued(state: AppState) {
 
 /// Writes the batch and answers each request; on a failure of the whole batch, writes each
 /// request on its own.
-async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> {
+async fn write_answering(
+    state: &AppState,
+    requests: &[Request],
+    held: &mut Option<WriterConnection>,
+) -> Vec<Answer> {
     let all: Vec<&Request> = requests.iter().collect();
-    let failed = match write_fresh(state, &all).await {
+    let failed = match write_fresh(state, &all, held).await {
         Ok(answers) => return answers,
         Err(e) => e,
     };
@@ -186,7 +207,7 @@ async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> 
     }
     let mut answers = Vec::with_capacity(requests.len());
     for r in requests {
-        answers.push(match write_fresh(state, &[r]).await {
+        answers.push(match write_fresh(state, &[r], held).await {
             Ok(mut one) => one
                 .pop()
                 .unwrap_or_else(|| Err(ApiError::internal("no answer"))),
@@ -197,11 +218,21 @@ async fn write_answering(state: &AppState, requests: &[Request]) -> Vec<Answer> 
 }
 
 /// [`write`], done again (a few times) when what it read before taking its locks changed
-/// before it wrote: an address book entry that another writer created meanwhile.
-async fn write_fresh(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbError> {
+/// before it wrote: an address book entry that another writer created meanwhile. After an
+/// error the held connection goes back to the pool (which checks it) and the next write
+/// takes one afresh.
+async fn write_fresh(
+    state: &AppState,
+    batch: &[&Request],
+    held: &mut Option<WriterConnection>,
+) -> Result<Vec<Answer>, DbError> {
     let mut tries = 0;
     loop {
-        match write(state, batch).await {
+        let done = write(state, batch, held).await;
+        if done.is_err() {
+            *held = None;
+        }
+        match done {
             Err(e) if e.is_stale() && tries < 3 => tries += 1,
             done => return done,
         }
@@ -253,7 +284,11 @@ struct Window {
 /// Replays are answered before any lock. Were a replay left for the `foreign_id` key to
 /// catch, its insert would wait for whoever is updating the existing withdrawal (the worker,
 /// paying it out) while holding the audit chain that transaction needs next: a deadlock.
-async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbError> {
+async fn write(
+    state: &AppState,
+    batch: &[&Request],
+    held: &mut Option<WriterConnection>,
+) -> Result<Vec<Answer>, DbError> {
     let now = state.now();
     let (hour, day) = limits::buckets(now);
     let buckets = [hour.as_str(), day.as_str()];
@@ -270,10 +305,14 @@ async fn write(state: &AppState, batch: &[&Request]) -> Result<Vec<Answer>, DbEr
             .collect();
         async move { wdb::by_foreign_ids(&state.db, project_id, &ids).await }
     });
-    let (tx, found) = tokio::join!(
-        state.db.begin(),
-        futures_util::future::try_join_all(lookups)
-    );
+    let begin = async {
+        let conn = match held {
+            Some(conn) => conn,
+            None => held.insert(state.db.writer_connection().await?),
+        };
+        state.db.begin_on(conn).await
+    };
+    let (tx, found) = tokio::join!(begin, futures_util::future::try_join_all(lookups));
     let mut tx = tx?;
     let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
     for existing in found?.into_iter().flatten() {
@@ -524,7 +563,7 @@ fn address_key(r: &Request) -> AddressKey<'_> {
 }
 
 async fn record_exchange(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     r: &Request,
     c: crate::domain::exchange::Conversion,
     now: i64,

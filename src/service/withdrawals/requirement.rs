@@ -94,7 +94,7 @@ impl Rules {
 
     /// Read in the caller's transaction.
     pub async fn load_in(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         project_id: &str,
         scope: Scope,
         currency: &str,
