@@ -28,13 +28,31 @@ pub async fn get(db: &Db, project_id: &str) -> Result<EmailStatus, DbError> {
     })
 }
 
-/// Records a delivery (`error` None) or a failure.
+/// How stale "last delivered" may be: a delivery within this long after the one recorded
+/// (and with no failure recorded since) is not written again.
+pub const OK_EVERY_MS: i64 = 5_000;
+
+/// Records a delivery (`error` None) or a failure. Every failure is written. A delivery is
+/// written only when the row does not already show one in the last [`OK_EVERY_MS`] with no
+/// failure after it: the row is one per project, so writing it for every email made every
+/// sender wait its turn for the row (on SQLite, for the single writer), up to 2 ms an email
+/// in a burst of approval emails on PostgreSQL. The check is a read; two senders that both
+/// find the row stale both write it, which is harmless.
 pub async fn record(
     db: &Db,
     project_id: &str,
     error: Option<&str>,
     now: i64,
 ) -> Result<(), DbError> {
+    if error.is_none() {
+        let shown = get(db, project_id).await?;
+        let recent = shown.last_ok_at.is_some_and(|ok| {
+            ok > now - OK_EVERY_MS && shown.last_error_at.is_none_or(|failed| failed < ok)
+        });
+        if recent {
+            return Ok(());
+        }
+    }
     let sql = if error.is_none() {
         "INSERT INTO email_status (project_id, last_ok_at) VALUES ($1, $2)
          ON CONFLICT (project_id) DO UPDATE SET last_ok_at = excluded.last_ok_at"

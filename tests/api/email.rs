@@ -105,3 +105,43 @@ async fn a_public_installation_without_smtp_does_not_publish_its_mail() {
     assert_eq!(app.browser().get("/dev/mailbox").await.0, 404);
     assert_eq!(app.browser().get("/dev/mailbox/1").await.0, 404);
 }
+
+/// "Last delivered" on the settings page is written at most every `OK_EVERY_MS` while email
+/// keeps going out, but a failure is written at once and never hides a later delivery.
+#[tokio::test]
+async fn last_delivered_is_kept_to_within_seconds_and_a_failure_never_hides_a_delivery() {
+    use countersign::db::email_status::{self, OK_EVERY_MS};
+    let app = spawn_app().await;
+    let (db, p) = (&app.state.db, app.project_id());
+    let shown = || async { email_status::get(db, p).await.unwrap() };
+    let t = 1_800_000_000_000_i64;
+    email_status::record(db, p, None, t).await.unwrap();
+    assert_eq!(shown().await.last_ok_at, Some(t));
+    // Another delivery a second later is not written again...
+    email_status::record(db, p, None, t + 1_000).await.unwrap();
+    assert_eq!(shown().await.last_ok_at, Some(t));
+    // ...one OK_EVERY_MS after the recorded one is.
+    email_status::record(db, p, None, t + OK_EVERY_MS)
+        .await
+        .unwrap();
+    assert_eq!(shown().await.last_ok_at, Some(t + OK_EVERY_MS));
+    // A failure is written at once, and so is the delivery right after it.
+    let failed_at = t + OK_EVERY_MS + 100;
+    email_status::record(db, p, Some("550 mailbox unavailable"), failed_at)
+        .await
+        .unwrap();
+    let s = shown().await;
+    assert_eq!(
+        (s.last_ok_at, s.last_error_at, s.last_error.as_deref()),
+        (
+            Some(t + OK_EVERY_MS),
+            Some(failed_at),
+            Some("550 mailbox unavailable")
+        )
+    );
+    email_status::record(db, p, None, failed_at + 100)
+        .await
+        .unwrap();
+    assert_eq!(shown().await.last_ok_at, Some(failed_at + 100));
+    assert_eq!(app.count("email_status").await, 1);
+}
