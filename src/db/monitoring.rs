@@ -1,8 +1,10 @@
 //! The few queries `/metrics` runs at scrape time. Each reads only rows that are still in
-//! motion, through an index whose first column is `status`, so its cost follows the work in
-//! flight, not the size of the history: withdrawals in `pending`, `approved` or `processing`
-//! (index `withdrawals_expiry (status, expires_at)`) and queued jobs (`jobs_due (status,
-//! run_at)`). Final withdrawals and finished jobs are never counted here.
+//! motion, through a partial index that holds only those rows, so its cost follows the work
+//! in flight, not the size of the history: withdrawals in `pending`, `approved` or
+//! `processing` (`withdrawals_in_flight`) and queued jobs (`jobs_queued`). Final withdrawals
+//! and finished jobs are never counted here. The conditions repeat the indexes' predicates
+//! term for term (`status = 'pending' OR ...`, not `IN`): SQLite uses a partial index only
+//! then.
 
 use super::{Db, DbError};
 use sqlx::Row;
@@ -16,21 +18,26 @@ pub struct InFlight {
     pub oldest_pending_at: Option<i64>,
 }
 
+/// Withdrawals in flight by status, through `withdrawals_in_flight`.
+pub const IN_FLIGHT_SQL: &str = "SELECT status, COUNT(*) AS n FROM withdrawals
+     WHERE status = 'pending' OR status = 'approved' OR status = 'processing'
+     GROUP BY status";
+/// When the oldest pending withdrawal was created, through `withdrawals_in_flight`.
+pub const OLDEST_PENDING_SQL: &str =
+    "SELECT MIN(created_at) AS oldest FROM withdrawals WHERE status = 'pending'";
+/// Queued jobs by kind, through `jobs_queued`.
+pub const OUTBOX_SQL: &str = "SELECT kind, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs
+     WHERE status = 'queued' GROUP BY kind";
+
 pub async fn withdrawals_in_flight(db: &Db) -> Result<InFlight, DbError> {
-    let rows = sqlx::query(
-        "SELECT status, COUNT(*) AS n FROM withdrawals
-         WHERE status IN ('pending', 'approved', 'processing') GROUP BY status",
-    )
-    .fetch_all(db.reader())
-    .await?;
+    let rows = sqlx::query(IN_FLIGHT_SQL).fetch_all(db.reader()).await?;
     let by_status = rows
         .iter()
         .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
         .collect::<Result<Vec<_>, DbError>>()?;
-    let oldest =
-        sqlx::query("SELECT MIN(created_at) AS oldest FROM withdrawals WHERE status = 'pending'")
-            .fetch_one(db.reader())
-            .await?;
+    let oldest = sqlx::query(OLDEST_PENDING_SQL)
+        .fetch_one(db.reader())
+        .await?;
     Ok(InFlight {
         by_status,
         oldest_pending_at: oldest.try_get("oldest")?,
@@ -46,12 +53,7 @@ pub struct QueuedKind {
 }
 
 pub async fn outbox(db: &Db) -> Result<Vec<QueuedKind>, DbError> {
-    let rows = sqlx::query(
-        "SELECT kind, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs
-         WHERE status = 'queued' GROUP BY kind",
-    )
-    .fetch_all(db.reader())
-    .await?;
+    let rows = sqlx::query(OUTBOX_SQL).fetch_all(db.reader()).await?;
     rows.iter()
         .map(|r| {
             Ok(QueuedKind {

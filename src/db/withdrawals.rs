@@ -673,14 +673,16 @@ pub fn push_addresses(writes: &mut Writes, keys: &[AddressKey<'_>], ids: &[i64],
 }
 
 /// Pending withdrawals whose expiry has passed, oldest first.
+/// Pending withdrawals past their expiry (`$1` now, `$2` how many), through
+/// `withdrawals_in_flight`.
+pub const EXPIRED_PENDING_SQL: &str = "SELECT id FROM withdrawals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+
 pub async fn expired_pending(db: &Db, now: i64, limit: i64) -> Result<Vec<i64>, DbError> {
-    let rows = sqlx::query(
-        "SELECT id FROM withdrawals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?;
+    let rows = sqlx::query(EXPIRED_PENDING_SQL)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?;
     rows.iter()
         .map(|r| r.try_get("id").map_err(DbError::from))
         .collect()
