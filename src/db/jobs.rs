@@ -316,32 +316,40 @@ pub async fn deliveries_for_withdrawal(
     .bind(kind.as_str())
     .fetch_all(db.reader())
     .await?;
+    // Every attempt of those jobs in one read, in job order (not one read per job).
+    let attempts = sqlx::query(
+        "SELECT a.job_id, a.attempt, a.attempted_at, a.status_code, a.error, a.duration_ms
+         FROM delivery_attempts a JOIN jobs j ON j.id = a.job_id
+         WHERE j.withdrawal_id = $1 AND j.kind = $2 ORDER BY a.job_id, a.id",
+    )
+    .bind(withdrawal_id)
+    .bind(kind.as_str())
+    .fetch_all(db.reader())
+    .await?;
+    let mut attempts = attempts.iter().peekable();
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
         let job_id: i64 = j.try_get("id")?;
-        let attempts = sqlx::query(
-            "SELECT attempt, attempted_at, status_code, error, duration_ms FROM delivery_attempts
-             WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(job_id)
-        .fetch_all(db.reader())
-        .await?
-        .iter()
-        .map(|a| {
-            Ok(AttemptRow {
-                attempt: a.try_get("attempt")?,
-                attempted_at: a.try_get("attempted_at")?,
-                status_code: a.try_get("status_code")?,
-                error: a.try_get("error")?,
-                duration_ms: a.try_get("duration_ms")?,
-            })
-        })
-        .collect::<Result<Vec<_>, DbError>>()?;
+        let mut of_job = Vec::new();
+        // Both reads are in job order; an attempt of a job queued between them is skipped.
+        while let Some(a) =
+            attempts.next_if(|a| a.try_get::<i64, _>("job_id").is_ok_and(|id| id <= job_id))
+        {
+            if a.try_get::<i64, _>("job_id")? == job_id {
+                of_job.push(AttemptRow {
+                    attempt: a.try_get("attempt")?,
+                    attempted_at: a.try_get("attempted_at")?,
+                    status_code: a.try_get("status_code")?,
+                    error: a.try_get("error")?,
+                    duration_ms: a.try_get("duration_ms")?,
+                });
+            }
+        }
         out.push(Delivery {
             job_id,
             kind: j.try_get("kind")?,
             status: j.try_get("status")?,
-            attempts,
+            attempts: of_job,
             last_error: j.try_get("last_error")?,
             payload: j.try_get("payload")?,
             leased: j.try_get::<Option<String>, _>("lease_owner")?.is_some(),

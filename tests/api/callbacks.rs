@@ -229,3 +229,86 @@ async fn a_receiver_down_for_three_days_ends_in_a_dead_delivery_with_every_attem
 async fn spawn_app_with_long_expiry() -> TestApp {
     crate::helpers::spawn_app_with(|s| s.withdrawals.pending_expiry_hours = 24 * 30).await
 }
+
+/// The delivery log of a withdrawal: each job with its own attempts, in order, and nothing of
+/// another kind or another withdrawal (the attempts are read in one query and handed out).
+#[tokio::test]
+async fn each_delivery_lists_its_own_attempts() {
+    use countersign::db::jobs::{Attempt, NewJob};
+    use sqlx::Row;
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    let job = |kind: JobKind, withdrawal_id: i64, key: &str| NewJob {
+        kind,
+        project_id: app.project_id(),
+        withdrawal_id: Some(withdrawal_id),
+        dedupe_key: key.to_string(),
+        payload: "{}".to_string(),
+        run_at: 0,
+        deadline: None,
+    };
+    let mut tx = db.begin().await.unwrap();
+    let queued = [
+        job(JobKind::Callback, 7, "a"),
+        job(JobKind::Slack, 7, "other kind"),
+        job(JobKind::Callback, 8, "other withdrawal"),
+        job(JobKind::Callback, 7, "b"),
+        job(JobKind::Callback, 7, "never tried"),
+    ];
+    jobs::enqueue_many(&mut tx, &queued, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    let id_of = |key: &'static str| async move {
+        sqlx::query("SELECT id FROM jobs WHERE dedupe_key = $1")
+            .bind(key)
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .get::<i64, _>("id")
+    };
+    let tries = [
+        ("b", 1, 500),
+        ("a", 1, 502),
+        ("other kind", 1, 500),
+        ("a", 2, 200),
+        ("other withdrawal", 1, 500),
+        ("b", 2, 503),
+        ("b", 3, 204),
+    ];
+    for (at, (key, attempt, code)) in tries.into_iter().enumerate() {
+        jobs::record_attempt(
+            db,
+            &Attempt {
+                job_id: id_of(key).await,
+                attempt,
+                attempted_at: at as i64,
+                status_code: Some(code),
+                error: None,
+                duration_ms: 1,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let d = jobs::deliveries_for_withdrawal(db, 7, JobKind::Callback)
+        .await
+        .unwrap();
+    type Tries = Vec<(i64, Option<i64>)>;
+    let seen: Vec<(i64, Tries)> = d
+        .iter()
+        .map(|d| {
+            let tries = d.attempts.iter().map(|a| (a.attempt, a.status_code));
+            (d.job_id, tries.collect())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (id_of("a").await, vec![(1, Some(502)), (2, Some(200))]),
+            (
+                id_of("b").await,
+                vec![(1, Some(500)), (2, Some(503)), (3, Some(204))]
+            ),
+            (id_of("never tried").await, vec![]),
+        ]
+    );
+}
