@@ -314,8 +314,6 @@ impl Db {
         &self.write
     }
 
-    /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
-    /// transaction never fails half-way upgrading from a read.
     /// A connection of the writer pool, for a task that runs several transactions in a row
     /// on it ([`Db::begin_on`]). Every return of a connection to its pool costs a round trip
     /// (sqlx checks it before taking it back) and waits for a task to be scheduled; a batch
@@ -335,6 +333,8 @@ impl Db {
         Ok(tx)
     }
 
+    /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
+    /// transaction never fails half-way upgrading from a read.
     pub async fn begin(&self) -> Result<Tx<'static>, DbError> {
         let tx = match self.engine {
             Engine::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
