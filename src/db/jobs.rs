@@ -200,13 +200,10 @@ pub async fn complete_all(db: &Db, ids: &[i64], owner: &str, now: i64) -> Result
     if ids.is_empty() {
         return Ok(());
     }
-    let list = (0..ids.len())
-        .map(|i| format!("${}", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
         "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = $1
-         WHERE lease_owner = $2 AND id IN ({list})"
+         WHERE lease_owner = $2 AND id IN {}",
+        super::values_list(1, ids.len(), 3)
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(owner);
     for id in ids {

@@ -550,18 +550,31 @@ async fn behind_a_trusted_proxy_the_client_it_saw_is_recorded() {
 /// sequential scan; on SQLite, which plans without statistics here, the plan names the index.
 #[tokio::test]
 async fn work_in_motion_is_found_through_the_in_flight_indexes() {
-    use countersign::db::{Engine, monitoring};
+    use countersign::db::{Arg, Engine, bind_args, monitoring};
     let app = spawn_app().await;
     let db = &app.state.db;
     let claim = jobs::claim_sql(db.engine());
-    let queries: [(&str, &str, usize); 5] = [
-        (wdb::EXPIRED_PENDING_SQL, "withdrawals_in_flight", 2),
-        (monitoring::IN_FLIGHT_SQL, "withdrawals_in_flight", 0),
-        (monitoring::OLDEST_PENDING_SQL, "withdrawals_in_flight", 0),
-        (monitoring::OUTBOX_SQL, "jobs_queued", 0),
-        (&claim, "jobs_queued", 4),
+    let n = || Arg::Int(1);
+    let queries = [
+        (
+            wdb::EXPIRED_PENDING_SQL,
+            "withdrawals_in_flight",
+            vec![n(), n()],
+        ),
+        (monitoring::IN_FLIGHT_SQL, "withdrawals_in_flight", vec![]),
+        (
+            monitoring::OLDEST_PENDING_SQL,
+            "withdrawals_in_flight",
+            vec![],
+        ),
+        (monitoring::OUTBOX_SQL, "jobs_queued", vec![]),
+        (
+            &claim,
+            "jobs_queued",
+            vec![Arg::Text("worker".into()), n(), n(), n()],
+        ),
     ];
-    for (sql, index, params) in queries {
+    for (sql, index, args) in queries {
         let explain = format!(
             "{} {sql}",
             match db.engine() {
@@ -576,15 +589,7 @@ async fn work_in_motion_is_found_through_the_in_flight_indexes() {
                 .await
                 .unwrap();
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
-        for i in 0..params {
-            // (the claim binds its owner first; every other parameter is a number)
-            q = if i == 0 && params == 4 {
-                q.bind("worker")
-            } else {
-                q.bind(1_i64)
-            };
-        }
+        let q = bind_args(sqlx::query(sqlx::AssertSqlSafe(explain)), args);
         let plan = q
             .fetch_all(&mut *tx)
             .await
