@@ -349,6 +349,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let base_url = app.state().settings.base_url.clone();
     let shutdown = app.shutdown();
     tracing::info!(port = app.port(), metrics_port = app.metrics_port(), %base_url, "Countersign is serving");
+    if app.state().settings.payout.provider == "sandbox" {
+        tracing::warn!(
+            "payouts go to the built-in sandbox rail: nothing is paid out for real and txids are made up (set payout.provider = \"http\" for an upstream processor)"
+        );
+    }
     let now = app.state().now();
     if let Some(token) = crate::web::setup::token_if_first_run(&app.state().db, now).await? {
         println!(

@@ -36,6 +36,7 @@ pub struct Settings {
     /// `text` or `json`.
     pub log_format: String,
     pub withdrawals: WithdrawalSettings,
+    pub payout: PayoutSettings,
     pub sandbox: SandboxSettings,
     pub callbacks: CallbackSettings,
     pub gate: GateSettings,
@@ -110,6 +111,58 @@ pub struct SmtpSettings {
 pub struct WithdrawalSettings {
     /// A withdrawal left pending this long is cancelled with error "Expired".
     pub pending_expiry_hours: u64,
+}
+
+/// Where approved withdrawals are paid out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PayoutSettings {
+    /// `sandbox` (the built-in rail: nothing leaves, txids are made up; see `sandbox`) or
+    /// `http` (an upstream processor's API; see `http`).
+    pub provider: String,
+    pub http: HttpPayoutSettings,
+}
+
+impl Default for PayoutSettings {
+    fn default() -> Self {
+        PayoutSettings {
+            provider: "sandbox".into(),
+            http: HttpPayoutSettings::default(),
+        }
+    }
+}
+
+/// The upstream processor behind the `http` rail (see `payout::http`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpPayoutSettings {
+    /// Base of the upstream's merchant API, e.g. `https://processor.example/api/v2`.
+    pub url: Option<String>,
+    /// The API key the upstream issued (`X-Processing-Key`).
+    pub key: Option<String>,
+    /// Its signing secret (HMAC-SHA512 of each body).
+    #[serde(skip_serializing)]
+    pub secret: Option<SecretString>,
+    /// Put before each payout's idempotency key to make the upstream `foreign_id`: set one
+    /// unique to this install when the upstream account is shared with anything else.
+    pub id_prefix: String,
+    /// A request with no complete answer within this is retried later.
+    pub timeout_secs: u64,
+    /// How long after an "on its way" answer the upstream is asked again.
+    pub check_interval_secs: u64,
+}
+
+impl Default for HttpPayoutSettings {
+    fn default() -> Self {
+        HttpPayoutSettings {
+            url: None,
+            key: None,
+            secret: None,
+            id_prefix: String::new(),
+            timeout_secs: 30,
+            check_interval_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,6 +281,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: "text".into(),
             withdrawals: WithdrawalSettings::default(),
+            payout: PayoutSettings::default(),
             sandbox: SandboxSettings::default(),
             callbacks: CallbackSettings::default(),
             gate: GateSettings::default(),
@@ -597,7 +651,15 @@ mod tests {
             &mut every_key,
         );
         // Secrets are never serialized.
-        every_key.extend(["secret_key".to_string(), "smtp.password".to_string()]);
+        every_key.extend(
+            [
+                "secret_key",
+                "smtp.password",
+                "metrics.token",
+                "payout.http.secret",
+            ]
+            .map(String::from),
+        );
         let mut in_example = BTreeSet::new();
         let example: serde_json::Value = Figment::from(Toml::string(&text)).extract().unwrap();
         key_paths(&example, "", &mut in_example);

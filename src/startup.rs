@@ -6,6 +6,8 @@ use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::db::{Db, SchemaStatus};
 use crate::domain::exchange::Pricing;
+use crate::payout::PayoutProvider;
+use crate::payout::http::HttpProvider;
 use crate::payout::sandbox::SandboxProvider;
 use crate::rates::Rates;
 use crate::state::AppState;
@@ -67,6 +69,21 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
     f.write_all(contents.as_bytes())
 }
 
+/// The payout rail `payout.provider` names.
+fn payout_provider(settings: &Settings, db: &Db) -> anyhow::Result<Arc<dyn PayoutProvider>> {
+    match settings.payout.provider.as_str() {
+        "sandbox" => Ok(Arc::new(SandboxProvider::new(
+            db.clone(),
+            i64::try_from(settings.sandbox.confirm_delay_secs).unwrap_or(5) * 1000,
+            settings.sandbox.fail_addresses.clone(),
+        ))),
+        "http" => Ok(Arc::new(
+            HttpProvider::from_settings(&settings.payout.http).map_err(anyhow::Error::msg)?,
+        )),
+        other => anyhow::bail!("payout.provider must be \"sandbox\" or \"http\", not {other:?}"),
+    }
+}
+
 /// Opens the database and applies migrations.
 pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     install_crypto_provider();
@@ -89,11 +106,7 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         .timeout(Duration::from_secs(settings.callbacks.timeout_secs))
         .build()
         .context("building the HTTP client")?;
-    let payout = Arc::new(SandboxProvider::new(
-        db.clone(),
-        i64::try_from(settings.sandbox.confirm_delay_secs).unwrap_or(5) * 1000,
-        settings.sandbox.fail_addresses.clone(),
-    ));
+    let payout = payout_provider(&settings, &db)?;
     let mailer = crate::notify::email::Mailer::from_settings(&settings.smtp)
         .context("SMTP configuration")?;
     crate::web::check_templates().map_err(|e| anyhow::anyhow!("templates: {e}"))?;

@@ -415,7 +415,7 @@ impl Worker {
                 Event::PayoutSubmitted,
                 submitted(),
                 None,
-                Some(txid),
+                txid,
                 Some(check_at),
             ),
             Ok(PayoutState::Confirmed { txid }) if submitting => step(

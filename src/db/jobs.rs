@@ -279,6 +279,31 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Why the payout rail has not taken or settled withdrawal `withdrawal_id` yet, while its
+/// payout job waits to try again: (the last error, attempts so far, next try at).
+pub async fn payout_retrying(
+    db: &Db,
+    withdrawal_id: i64,
+) -> Result<Option<(String, i64, i64)>, DbError> {
+    let row = sqlx::query(
+        "SELECT last_error, attempts, run_at FROM jobs
+         WHERE withdrawal_id = $1 AND (kind = 'payout_submit' OR kind = 'payout_check')
+           AND status = 'queued' AND last_error IS NOT NULL
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(withdrawal_id)
+    .fetch_optional(db.reader())
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("last_error")?,
+            r.try_get("attempts")?,
+            r.try_get("run_at")?,
+        ))
+    })
+    .transpose()
+}
+
 /// A delivery as the UI and tests see it: the job and all of its attempts.
 #[derive(Debug, Clone)]
 pub struct Delivery {

@@ -2,6 +2,7 @@
 //! withdrawal): submitting the same key again returns the first submission, so a retried job
 //! never pays twice.
 
+pub mod http;
 pub mod sandbox;
 
 use async_trait::async_trait;
@@ -19,9 +20,9 @@ pub struct PayoutRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayoutState {
-    /// On its way; ask again at (epoch ms).
+    /// On its way; ask again at (epoch ms). The txid, when the rail has one yet.
     InFlight {
-        txid: String,
+        txid: Option<String>,
         check_at: i64,
     },
     Confirmed {
@@ -48,8 +49,6 @@ pub trait PayoutProvider: Send + Sync + 'static {
     async fn submit(&self, req: &PayoutRequest, now: i64) -> Result<PayoutState, PayoutError>;
     /// Where a submitted payout stands.
     async fn status(&self, idempotency_key: &str, now: i64) -> Result<PayoutState, PayoutError>;
-    /// How many times the rail has seen this key submitted (for reconciliation and tests).
-    async fn submissions(&self, idempotency_key: &str) -> Result<u64, PayoutError>;
 
     /// [`submit`](Self::submit) for several payouts: one answer per request, in order. A rail
     /// that takes batches hands them over together; by default they go side by side (the

@@ -31,7 +31,7 @@ impl SandboxProvider {
             },
             _ if now >= due => PayoutState::Confirmed { txid },
             _ => PayoutState::InFlight {
-                txid,
+                txid: Some(txid),
                 check_at: due,
             },
         }
@@ -39,6 +39,21 @@ impl SandboxProvider {
 }
 
 impl SandboxProvider {
+    /// How many times the sandbox has seen this key submitted (for reconciliation and tests:
+    /// a retried submission must not count as a second payout).
+    pub async fn submissions(&self, key: &str) -> Result<u64, PayoutError> {
+        let row = sqlx::query("SELECT submissions FROM sandbox_payouts WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(transient)?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("submissions"))
+            .transpose()
+            .map_err(transient)?
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
     fn outcome_for(&self, address: &str) -> &'static str {
         if self.fail_addresses.iter().any(|a| a == address) {
             "fail"
@@ -194,18 +209,5 @@ impl PayoutProvider for SandboxProvider {
             }
         };
         self.answers(idempotency_keys.iter().map(String::as_str), &rows, now)
-    }
-
-    async fn submissions(&self, key: &str) -> Result<u64, PayoutError> {
-        let row = sqlx::query("SELECT submissions FROM sandbox_payouts WHERE idempotency_key = $1")
-            .bind(key)
-            .fetch_optional(self.db.reader())
-            .await
-            .map_err(transient)?;
-        Ok(row
-            .map(|r| r.try_get::<i64, _>("submissions"))
-            .transpose()
-            .map_err(transient)?
-            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
 }

@@ -861,14 +861,7 @@ async fn twenty_admins_claiming_and_completing_at_once_pay_once() {
     }
     assert_eq!((claims, completions), (1, 1));
     app.wait_for_status("race", "confirmed").await;
-    assert_eq!(
-        app.state
-            .payout
-            .submissions(&format!("cs-wd-{id}"))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.sandbox_submissions(id).await, 1);
     eventually("the confirmed callback", || async {
         receiver
             .for_foreign_id("race")

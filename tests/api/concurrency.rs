@@ -140,10 +140,9 @@ async fn cancel_racing_approval_and_expiry_has_exactly_one_outcome() {
             1,
             "round {round}"
         );
-        let key = format!("cs-wd-{}", w.id);
         if approved {
             app.wait_for_status(&fid, "confirmed").await;
-            assert_eq!(app.state.payout.submissions(&key).await.unwrap(), 1);
+            assert_eq!(app.sandbox_submissions(w.id).await, 1);
         } else {
             let v = app.status_of(&fid).await;
             assert_eq!(v["status"], "cancelled");
@@ -155,7 +154,7 @@ async fn cancel_racing_approval_and_expiry_has_exactly_one_outcome() {
                     "Cancelled by merchant"
                 }
             );
-            assert_eq!(app.state.payout.submissions(&key).await.unwrap(), 0);
+            assert_eq!(app.sandbox_submissions(w.id).await, 0);
         }
         // Exactly one status change after creation is recorded.
         let events = wdb::events(&app.state.db, w.id).await.unwrap();

@@ -91,6 +91,7 @@ impl Operator {
                 let (r, a, secrets) = (r.clone(), a.clone(), secrets.clone());
                 async move {
                     let got = Received {
+                        path: req.path().to_string(),
                         headers: req
                             .headers()
                             .iter()

@@ -246,6 +246,14 @@ impl TestApp {
         )
     }
 
+    /// How many times the sandbox rail was handed withdrawal `id`'s payout.
+    pub async fn sandbox_submissions(&self, withdrawal_id: i64) -> u64 {
+        countersign::payout::sandbox::SandboxProvider::new(self.state.db.clone(), 0, Vec::new())
+            .submissions(&countersign::worker::payout_key(withdrawal_id))
+            .await
+            .expect("sandbox submissions")
+    }
+
     /// Number of rows in a table (to show that a refusal wrote nothing).
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
@@ -286,6 +294,7 @@ where
 /// One request the stand-in receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -337,6 +346,7 @@ impl Receiver {
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                         .collect();
                     r.lock().expect("lock").push(Received {
+                        path: req.path().to_string(),
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
                     });

@@ -27,6 +27,7 @@ mod openapi;
 mod ops;
 mod pages_browser;
 mod pages_withdrawals;
+mod payout_rail;
 mod quotes;
 mod rates;
 mod schema_check;

@@ -63,7 +63,7 @@ async fn over_a_limit_it_waits_pending_with_the_reason_and_the_funds_held() {
     // Nothing is paid while it waits.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(app.status_of("big").await["status"], "pending");
-    assert_eq!(app.state.payout.submissions("cs-wd-1").await.unwrap(), 0);
+    assert_eq!(app.sandbox_submissions(w.id).await, 0);
 }
 
 #[tokio::test]
@@ -266,14 +266,7 @@ async fn a_slow_payout_stays_processing_until_the_rail_confirms() {
         ("7.00000000".into(), "0.00000000".into())
     );
     // One submission to the rail, whatever the polling did.
-    assert_eq!(
-        app.state
-            .payout
-            .submissions(&format!("cs-wd-{}", w.id))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.sandbox_submissions(w.id).await, 1);
     // The job is marked done just after the change it made commits.
     let checks = crate::helpers::eventually("the payout check marked done", || async {
         let checks =

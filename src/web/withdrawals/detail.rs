@@ -204,6 +204,10 @@ pub(super) async fn show(
     ctx.insert("approval", &panel(state, s, w, &names, &events).await?);
     ctx.insert("timeline", &timeline);
     ctx.insert("deliveries", &deliveries);
+    let payout_retrying = jobs::payout_retrying(&state.db, w.id).await?.map(
+        |(error, attempts, run_at)| json!({"error": error, "attempts": attempts, "next": rfc3339(run_at)}),
+    );
+    ctx.insert("payout_retrying", &payout_retrying);
     ctx.insert("callback_url_set", &s.project.callback_url.is_some());
     let status = match &problem {
         Some(p) => {
