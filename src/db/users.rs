@@ -212,25 +212,98 @@ pub async fn set_alerts(
     Ok(())
 }
 
-/// Accepts a TOTP step only if it is later than the last accepted one, in one conditional
-/// write: two requests racing with the same code cannot both win.
-pub async fn accept_totp_step(db: &Db, user_id: &str, step: i64) -> Result<bool, DbError> {
+/// Accepts a TOTP step only if it is later than the last accepted one and the account is not
+/// locked, in one conditional write: two requests racing with the same code cannot both win.
+pub async fn accept_totp_step(
+    db: &Db,
+    user_id: &str,
+    step: i64,
+    now: i64,
+) -> Result<bool, DbError> {
     let r = sqlx::query(
-        "UPDATE users SET totp_last_step = $1, failed_totp = 0 WHERE id = $2 AND totp_last_step < $1",
+        "UPDATE users SET totp_last_step = $1, failed_totp = 0
+         WHERE id = $2 AND totp_last_step < $1 AND (locked_until IS NULL OR locked_until <= $3)",
     )
     .bind(step)
     .bind(user_id)
+    .bind(now)
     .execute(db.writer())
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// Records a failed password or TOTP code. Within the window, after `max` failures of that
-/// kind the account locks until `now + lock_ms`. Returns true when this failure locked it.
-pub async fn record_failure(
+/// Takes one of the `max` code tries a failure window allows, before the code is checked, in
+/// one conditional write: of any number of requests racing with wrong codes, at most `max`
+/// get their code checked before the account locks. The try's number in the window, or
+/// `None` when the account is locked or has no tries left. A right code gives the tries back
+/// ([`accept_totp_step`], [`clear_code_failures`]).
+pub async fn take_code_try(
     db: &Db,
     user_id: &str,
-    totp: bool,
+    now: i64,
+    window_ms: i64,
+    max: i64,
+) -> Result<Option<i64>, DbError> {
+    // Every right-hand side reads the row as it was before this update.
+    let row = sqlx::query(
+        "UPDATE users SET
+            failed_totp = CASE WHEN failures_since IS NULL OR $1 - failures_since > $2 THEN 1 ELSE failed_totp + 1 END,
+            failed_passwords = CASE WHEN failures_since IS NULL OR $1 - failures_since > $2 THEN 0 ELSE failed_passwords END,
+            failures_since = CASE WHEN failures_since IS NULL OR $1 - failures_since > $2 THEN $1 ELSE failures_since END
+         WHERE id = $3 AND (locked_until IS NULL OR locked_until <= $1)
+           AND (failures_since IS NULL OR $1 - failures_since > $2 OR failed_totp < $4)
+         RETURNING failed_totp",
+    )
+    .bind(now)
+    .bind(window_ms)
+    .bind(user_id)
+    .bind(max)
+    .fetch_optional(db.writer())
+    .await?;
+    row.map(|r| r.try_get::<i64, _>("failed_totp"))
+        .transpose()
+        .map_err(DbError::from)
+}
+
+/// Locks the account until `now + lock_ms` (the last try of a window failed) and starts a
+/// new window.
+pub async fn lock(db: &Db, user_id: &str, now: i64, lock_ms: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE users SET locked_until = $1, failed_totp = 0, failed_passwords = 0, failures_since = $2
+         WHERE id = $3",
+    )
+    .bind(now + lock_ms)
+    .bind(now)
+    .bind(user_id)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Gives one code try back (the code was right but used before).
+pub async fn give_back_code_try(db: &Db, user_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET failed_totp = failed_totp - 1 WHERE id = $1 AND failed_totp > 0")
+        .bind(user_id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// Gives the code tries back (a recovery code was right).
+pub async fn clear_code_failures(db: &Db, user_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET failed_totp = 0 WHERE id = $1")
+        .bind(user_id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// Records a failed password. Within the window, after `max` failures the account locks
+/// until `now + lock_ms`. Returns true when this failure locked it. (Codes count their tries
+/// before checking instead: [`take_code_try`].)
+pub async fn record_password_failure(
+    db: &Db,
+    user_id: &str,
     now: i64,
     window_ms: i64,
     max: i64,
@@ -246,7 +319,7 @@ pub async fn record_failure(
     let Some(row) = row else { return Ok(false) };
     let since: Option<i64> = row.try_get("failures_since")?;
     let fresh = since.is_none_or(|s| now - s > window_ms);
-    let (mut pw, mut code): (i64, i64) = if fresh {
+    let (mut pw, code): (i64, i64) = if fresh {
         (0, 0)
     } else {
         (
@@ -254,13 +327,8 @@ pub async fn record_failure(
             row.try_get("failed_totp")?,
         )
     };
-    if totp {
-        code += 1;
-    } else {
-        pw += 1;
-    }
-    let count = if totp { code } else { pw };
-    let locks = count >= max;
+    pw += 1;
+    let locks = pw >= max;
     sqlx::query(
         "UPDATE users SET failed_passwords = $1, failed_totp = $2, failures_since = $3,
             locked_until = CASE WHEN $4 = 1 THEN $5 ELSE locked_until END

@@ -208,10 +208,9 @@ pub async fn check_password(
     }
     if !ok {
         state.metrics.sign_in_failed(Factor::Password);
-        let locked = users::record_failure(
+        let locked = users::record_password_failure(
             &state.db,
             &user.id,
-            false,
             now,
             FAILURE_WINDOW_MS,
             MAX_PASSWORD_FAILURES,
@@ -322,36 +321,69 @@ pub async fn verify_second_factor(
     let fresh = users::by_id(&state.db, &user.id)
         .await?
         .ok_or_else(|| refused(SIGN_IN_REFUSED))?;
-    if fresh.is_locked(now) {
-        state.metrics.sign_in_failed(Factor::Code);
-        return Err(refused(
-            "Too many wrong codes: the account is locked for a few minutes. Try again later.",
-        ));
-    }
     let secret = totp_secret(state, &fresh)?
         .ok_or_else(|| refused("Two-factor authentication is not set up for this account."))?;
+    // The try is counted before the code is looked at, so that a burst of guesses sent at
+    // once gets no more than MAX_TOTP_FAILURES of them checked.
+    let Some(try_no) = users::take_code_try(
+        &state.db,
+        &user.id,
+        now,
+        FAILURE_WINDOW_MS,
+        MAX_TOTP_FAILURES,
+    )
+    .await?
+    else {
+        state.metrics.sign_in_failed(Factor::Code);
+        let locked = users::by_id(&state.db, &user.id)
+            .await?
+            .is_some_and(|u| u.is_locked(now));
+        return Err(refused(if locked {
+            "Too many wrong codes: the account is locked for a few minutes. Try again later."
+        } else {
+            // The window's tries are all being checked right now (a burst of requests).
+            "Too many codes are being tried for this account at once. Wait a moment and try again."
+        }));
+    };
     let code = code.trim();
     let actor = Actor::User(user.id.clone());
     let subject = format!("user:{}", user.id);
+    // A try that did not let the user in: the last one of the window locks the account.
+    let failed = |action: &'static str, details: serde_json::Value, message: &'static str| {
+        let (actor, subject, fresh) = (&actor, subject.clone(), &fresh);
+        async move {
+            state.metrics.sign_in_failed(Factor::Code);
+            audit_one(
+                state,
+                &user.project_id,
+                actor,
+                action,
+                subject,
+                details,
+                origin,
+            )
+            .await?;
+            if try_no >= MAX_TOTP_FAILURES && action != "totp.replay_refused" {
+                users::lock(&state.db, &user.id, now, LOCK_MS).await?;
+                lockout(state, fresh, "code", origin).await?;
+            }
+            Err::<(), PeopleError>(refused(message))
+        }
+    };
     if let Some(step) = totp::matching_step(&secret, code, now) {
         let step = i64::try_from(step).unwrap_or(i64::MAX);
-        if users::accept_totp_step(&state.db, &user.id, step).await? {
+        if users::accept_totp_step(&state.db, &user.id, step, now).await? {
             return Ok(());
         }
-        state.metrics.sign_in_failed(Factor::Code);
-        audit_one(
-            state,
-            &user.project_id,
-            &actor,
+        // A right code used before is no guess: its try is given back, so that a form sent
+        // twice cannot lock anyone out.
+        users::give_back_code_try(&state.db, &user.id).await?;
+        return failed(
             "totp.replay_refused",
-            subject,
             json!({"step": step}),
-            origin,
-        )
-        .await?;
-        return Err(refused(
             "That code was already used. Wait for the next code and try again.",
-        ));
+        )
+        .await;
     }
     if allow_recovery && code.len() >= 10 {
         let normalized: String = code
@@ -362,6 +394,7 @@ pub async fn verify_second_factor(
         if users::use_recovery_code(&state.db, &user.id, &sha256_hex(normalized.as_bytes()), now)
             .await?
         {
+            users::clear_code_failures(&state.db, &user.id).await?;
             audit_one(
                 state,
                 &user.project_id,
@@ -375,33 +408,12 @@ pub async fn verify_second_factor(
             return Ok(());
         }
     }
-    state.metrics.sign_in_failed(Factor::Code);
-    let locked = users::record_failure(
-        &state.db,
-        &user.id,
-        true,
-        now,
-        FAILURE_WINDOW_MS,
-        MAX_TOTP_FAILURES,
-        LOCK_MS,
-    )
-    .await?;
-    audit_one(
-        state,
-        &user.project_id,
-        &actor,
+    failed(
         "totp.failed",
-        subject,
         json!({}),
-        origin,
-    )
-    .await?;
-    if locked {
-        lockout(state, &fresh, "code", origin).await?;
-    }
-    Err(refused(
         "That code is not right. Check your authenticator app and try again.",
-    ))
+    )
+    .await
 }
 
 /// Starts (or restarts) enrollment: a new secret, kept pending until a code confirms it.

@@ -95,10 +95,19 @@ pub fn redirect(to: &str) -> HttpResponse {
         .finish()
 }
 
-/// Only same-site relative paths are followed after sign-in (no open redirect).
+/// Only same-site relative paths are followed after sign-in (no open redirect): a path that
+/// starts with one `/` and holds nothing but visible ASCII other than `\`. Browsers drop tabs
+/// and line breaks from a URL and read `\` as `/`, so `/\t/evil.example` or `/\evil.example`
+/// in a `Location` would take them to another site.
 pub fn safe_return_path(p: Option<&str>) -> String {
     match p {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p.to_string()
+        }
         _ => "/".to_string(),
     }
 }

@@ -19,6 +19,7 @@ mod exchange_withdrawals;
 mod fault;
 mod fuzz;
 mod gate;
+mod hardening;
 #[allow(dead_code)] // shared by the modules; not every helper is used by every build of them
 mod helpers;
 mod invites;
