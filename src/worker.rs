@@ -692,7 +692,12 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     } else if e.is_redirect() {
         "redirect refused".into()
     } else {
-        // reqwest's text does not include credentials; URLs here carry none of ours.
-        e.to_string()
+        // Without the URL: a merchant's callback URL can carry its own token, and this text
+        // is logged and shown to every member of the project.
+        let text = e.to_string();
+        match e.url() {
+            Some(url) => text.replace(url.as_str(), "(the callback URL)"),
+            None => text,
+        }
     }
 }

@@ -38,6 +38,8 @@ pub struct Balance {
     pub available: Decimal,
     pub held: Decimal,
     pub version: i64,
+    /// When its last movement was stamped (epoch ms).
+    pub updated_at: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ fn parse(row: &sqlx::any::AnyRow) -> Result<Balance, DbError> {
         available: db_decimal(&available).map_err(|_| corrupt("balances.available", &available))?,
         held: db_decimal(&held).map_err(|_| corrupt("balances.held", &held))?,
         version: row.try_get("version")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -66,7 +69,7 @@ pub async fn lock(
     currency: &str,
 ) -> Result<Option<Balance>, DbError> {
     let sql = format!(
-        "SELECT available, held, version FROM balances WHERE project_id = $1 AND currency = $2{}",
+        "SELECT available, held, version, updated_at FROM balances WHERE project_id = $1 AND currency = $2{}",
         db.for_update()
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -250,6 +253,12 @@ fn push_movements(
     now: i64,
 ) -> Result<Balance, BalanceError> {
     let text = |d: Decimal| d.normalize().to_string();
+    // A movement's time is taken before its transaction waits for the balance, so another
+    // one that waited less may have been stamped later and committed first. Stamped no
+    // earlier than the balance's last movement, a balance's entries are in time order as
+    // they are in fact, and "the balance at T" (the last entry before T) is never an older
+    // state than one already reported.
+    let now = now.max(current.updated_at);
     let mut state = (current.available, current.held);
     let mut rows = Rows::new(LEDGER_COLS);
     for m in moves {
@@ -295,6 +304,7 @@ fn push_movements(
         available,
         held,
         version: current.version + 1,
+        updated_at: now,
     })
 }
 
@@ -314,7 +324,7 @@ where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
-        "SELECT currency, available, held, version FROM balances WHERE project_id = $1 ORDER BY currency",
+        "SELECT currency, available, held, version, updated_at FROM balances WHERE project_id = $1 ORDER BY currency",
     )
     .bind(project_id)
     .fetch_all(ex)

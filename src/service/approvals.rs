@@ -165,6 +165,13 @@ async fn decide_using(
             return Err(already_decided(state, &user.project_id, req.withdrawal_id).await);
         }
     };
+    if w.expires_at.is_some_and(|at| now >= at) {
+        // Past its expiry, though the worker has not swept it yet (it may be stopped): it
+        // expires now instead of being decided, and the answer says so.
+        drop(tx);
+        crate::service::withdrawals::expire(state, &w).await?;
+        return Err(already_decided(state, &user.project_id, w.id).await);
+    }
     if let Some(hash) = link_hash {
         // After the lock: of two submissions of one link, the second finds it used.
         if !adb::use_link(&mut tx, hash, now).await? {

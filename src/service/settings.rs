@@ -344,15 +344,20 @@ pub async fn set_base_currency(
     };
     let currency = Currency::parse(code.trim())
         .ok_or_else(|| invalid(format!("{code:?} is not a currency")))?;
-    if state.rates.rate(currency, currency).is_none() {
-        return Err(invalid(format!("no {currency} rate is configured")));
-    }
     let before = projects::get(&state.db, project_id)
         .await?
         .ok_or(SettingsError::NotFound)?
         .base_currency;
     if before == currency.code() {
         return Err(invalid(format!("is already {currency}")));
+    }
+    // Every withdrawal is valued in the base currency: without a rate for it (the rate
+    // source does not price it, or its rates are stale), every one would be refused.
+    let priced = Currency::parse(&before).is_some_and(|b| state.rates.rate(b, currency).is_some());
+    if !priced {
+        return Err(invalid(format!(
+            "the exchange rates have no {currency} price right now, so withdrawals could not be valued in it"
+        )));
     }
     let now = state.now();
     let mut tx = locked(state, project_id).await?;

@@ -401,16 +401,31 @@ async fn changes_in(
         let after = balances::push_moves(&mut out, &key.0, &key.1, balance, &list, now)?;
         held.insert(key, Some(after));
     }
-    for &(i, _, funds) in &planned {
-        let w = items[i].0;
-        if funds == FundsEffect::Release {
-            let minus = Usage {
-                amount: -w.amount,
-                base_amount: -w.base_value,
-            };
-            let buckets = [w.usage_hour.as_str(), w.usage_day.as_str()];
-            limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
-        }
+    // Usage given back, window by window in sorted order (the order intake locks them in).
+    let mut released: Vec<&Withdrawal> = planned
+        .iter()
+        .filter(|&&(_, _, funds)| funds == FundsEffect::Release)
+        .map(|&(i, _, _)| items[i].0)
+        .collect();
+    released.sort_by(|a, b| {
+        let key = |w: &Withdrawal| {
+            (
+                w.project_id.clone(),
+                w.scope,
+                w.currency.clone(),
+                w.usage_hour.clone(),
+                w.usage_day.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    for w in released {
+        let minus = Usage {
+            amount: -w.amount,
+            base_amount: -w.base_value,
+        };
+        let buckets = [w.usage_hour.as_str(), w.usage_day.as_str()];
+        limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
     }
 
     let mut answers: Vec<Option<Withdrawal>> = vec![None; items.len()];
@@ -520,7 +535,9 @@ pub async fn cancel_by_merchant(
     .await
 }
 
-/// Cancels every pending withdrawal past its expiry. Returns how many it cancelled.
+/// Cancels every pending withdrawal past its expiry. Returns how many it cancelled. One that
+/// cannot be expired (a database error on it) is logged and left for the next round; it does
+/// not hold up the others, nor the round's other work.
 pub async fn expire_due(state: &AppState) -> Result<usize, DbError> {
     let ids = wdb::expired_pending(&state.db, state.now(), 100).await?;
     let mut n = 0;
@@ -528,25 +545,35 @@ pub async fn expire_due(state: &AppState) -> Result<usize, DbError> {
         let Some(w) = wdb::by_id(&state.db, id).await? else {
             continue;
         };
-        let r = change(
-            state,
-            &w,
-            Change {
-                event: Event::Expire,
-                actor: &Actor::System,
-                note: "left pending past its expiry",
-                error: Some("Expired"),
-                txid: None,
-                check_at: None,
-                origin: &Origin::default(),
-            },
-        )
-        .await;
-        match r {
-            Ok(_) => n += 1,
-            Err(ChangeError::NotAllowed(_)) => {}
-            Err(ChangeError::Db(e)) => return Err(e),
+        match expire(state, &w).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(withdrawal = id, error = %e, "could not expire withdrawal"),
         }
     }
     Ok(n)
+}
+
+/// Cancels `w` with error "Expired" (it was left pending past its expiry). False when it was
+/// no longer pending: someone decided it first.
+pub async fn expire(state: &AppState, w: &Withdrawal) -> Result<bool, DbError> {
+    let r = change(
+        state,
+        w,
+        Change {
+            event: Event::Expire,
+            actor: &Actor::System,
+            note: "left pending past its expiry",
+            error: Some("Expired"),
+            txid: None,
+            check_at: None,
+            origin: &Origin::default(),
+        },
+    )
+    .await;
+    match r {
+        Ok(_) => Ok(true),
+        Err(ChangeError::NotAllowed(_)) => Ok(false),
+        Err(ChangeError::Db(e)) => Err(e),
+    }
 }

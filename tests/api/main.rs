@@ -14,6 +14,7 @@ mod callbacks;
 mod cli;
 mod concurrency;
 mod confirmation;
+mod edges;
 mod email;
 mod exchange_withdrawals;
 mod fault;

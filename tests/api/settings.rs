@@ -500,6 +500,29 @@ async fn bad_limits_name_the_field_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_base_currency_the_rates_do_not_price_is_refused() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.rates.table.remove("USD");
+    })
+    .await;
+    let (owner, b) = owner_browser(&app).await;
+    let code = fresh_code(&app, &owner);
+    let (status, page, _) = b
+        .post_form(
+            "/settings/base-currency",
+            &[("base_currency", "USD"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("have no USD price"), "{page}");
+    let p = countersign::db::projects::get(&app.state.db, app.project_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.base_currency, "EUR");
+}
+
+#[tokio::test]
 async fn the_base_currency_changes_with_a_fresh_code() {
     let app = spawn_app().await;
     let (owner, b) = owner_browser(&app).await;

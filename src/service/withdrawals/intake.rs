@@ -385,20 +385,28 @@ async fn write(
             _ => answers[i] = Some(Err(balance_not_enough())),
         }
     }
-    for &i in &accepted {
-        let r = batch[i];
-        let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
-        if let std::collections::btree_map::Entry::Vacant(slot) = windows.entry(key) {
-            let read = limits::lock_usages(&mut tx, &r.project.id, r.scope, key.2, buckets).await?;
-            let rules = rules
-                .remove(&key)
-                .ok_or_else(|| crate::db::corrupt("limits", "rules not read"))?;
-            slot.insert(Window {
+    // Each window once, in sorted order (as the balances above): two instances' batches
+    // never wait for each other's windows in opposite orders.
+    let window_keys: std::collections::BTreeSet<(&str, Scope, &str)> = accepted
+        .iter()
+        .map(|&i| {
+            let r = batch[i];
+            (r.project.id.as_str(), r.scope, r.req.payout.code())
+        })
+        .collect();
+    for key in window_keys {
+        let read = limits::lock_usages(&mut tx, key.0, key.1, key.2, buckets).await?;
+        let rules = rules
+            .remove(&key)
+            .ok_or_else(|| crate::db::corrupt("limits", "rules not read"))?;
+        windows.insert(
+            key,
+            Window {
                 read,
                 used: read,
                 rules,
-            });
-        }
+            },
+        );
     }
 
     let mut planned = Vec::with_capacity(accepted.len());
