@@ -108,4 +108,31 @@ mod tests {
         assert!(!verify(SecretString::from("correct horse batterx"), Some(h)).await);
         assert!(!verify(SecretString::from("anything"), None).await);
     }
+
+    /// An unknown email must cost the same argon2 work as a wrong password: the dummy hash
+    /// parses, with the algorithm, version, parameters and sizes the real hasher writes, and
+    /// verifying against it gets as far as comparing the output.
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).expect("the dummy hash parses");
+        let salt = SaltString::generate(&mut OsRng);
+        let real = argon2()
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(
+            (dummy.algorithm, dummy.version, &dummy.params),
+            (real.algorithm, real.version, &real.params)
+        );
+        assert_eq!(
+            dummy.salt.map(|s| s.as_str().len()),
+            real.salt.map(|s| s.as_str().len())
+        );
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        assert_eq!(
+            argon2().verify_password(b"anything", &dummy),
+            Err(argon2::password_hash::Error::Password)
+        );
+    }
 }

@@ -566,7 +566,9 @@ async fn an_expired_link_is_refused() {
         .await;
     assert_eq!(status, 410, "{page}");
     assert_eq!(app.count("withdrawal_votes").await, 0);
-    assert_ne!(app.status_of("late").await["status"], "processing");
+    // Never approved: it was left pending past its own 24 hours, and expires.
+    let w = app.wait_for_status("late", "cancelled").await;
+    assert_eq!(w["error"], "Expired", "{w}");
 }
 
 #[tokio::test]

@@ -56,6 +56,20 @@ pub async fn status(app: &TestApp, id: i64) -> String {
         .to_string()
 }
 
+/// Waits until withdrawal `id` is paid out (the sandbox rail confirms at once), failing at
+/// once if it is anywhere but on its way there (approved, processing).
+pub async fn paid_out(app: &TestApp, id: i64) {
+    eventually(&format!("withdrawal {id} confirmed"), || async {
+        let s = status(app, id).await;
+        assert!(
+            ["approved", "processing", "confirmed"].contains(&s.as_str()),
+            "withdrawal {id} is {s}"
+        );
+        (s == "confirmed").then_some(())
+    })
+    .await;
+}
+
 pub async fn votes(app: &TestApp, id: i64) -> i64 {
     sqlx::query("SELECT COUNT(*) AS n FROM withdrawal_votes WHERE withdrawal_id = $1")
         .bind(id)

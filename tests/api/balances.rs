@@ -139,9 +139,36 @@ async fn bad_dates_and_currencies_are_named() {
 
 #[tokio::test]
 async fn an_empty_body_means_no_filters_but_whitespace_is_not_json() {
+    use countersign::domain::money::{Currency, CurrencyKind};
     let app = spawn_app().await;
+    app.credit("BTC", "1").await;
+    app.credit("EUR", "50").await;
     let empty = app.post("/balances", "").await;
     assert_eq!(empty.status().as_u16(), 200);
+    let empty: Value = empty.json().await.unwrap();
+    // No filters: every crypto currency and the one fiat currency the project holds (EUR,
+    // not USD), each as a request naming them all answers.
+    let all: Vec<&str> = Currency::ALL
+        .into_iter()
+        .filter(|c| c.kind() == CurrencyKind::Crypto || *c == Currency::Eur)
+        .map(Currency::code)
+        .collect();
+    let keys: Vec<&str> = empty["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "{empty}");
+    assert_eq!(
+        (&empty["data"]["BTC"], &empty["data"]["EUR"]),
+        (&json!("1.00000000"), &json!("50.00"))
+    );
+    let (code, named) = balances(&app, json!({ "currencies": all })).await;
+    assert_eq!(code, 200, "{named}");
+    assert_eq!(empty, named);
     let blank = app.post("/balances", " \n").await;
     assert_eq!(blank.status().as_u16(), 422);
     let v: Value = blank.json().await.unwrap();

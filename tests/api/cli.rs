@@ -197,6 +197,16 @@ async fn project_balance_limits_and_audit_commands() {
         assert!(!out.status.success(), "{bad:?} succeeded");
         assert!(!out.stderr.is_empty());
     }
+    let db = countersign::db::Db::connect(&cli.db, 1).await.unwrap();
+    use sqlx::Row;
+    let projects: Vec<String> = sqlx::query("SELECT id FROM projects")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    assert_eq!(projects, [id], "the refused project create made none");
     assert_eq!(
         cli.json(&[
             "balance",
@@ -218,6 +228,23 @@ async fn project_balance_limits_and_audit_commands() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
+
+    // One record's details changed behind the service's back: verify names it and fails.
+    let altered = sqlx::query(
+        "UPDATE audit_log SET details = '{\"amount\":\"1000\"}' WHERE project_id = $1 AND seq = 2",
+    )
+    .bind(id)
+    .execute(db.writer())
+    .await
+    .unwrap();
+    assert_eq!(altered.rows_affected(), 1);
+    let out = cli.run(&["audit", "verify", "--project", id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!("error: audit log of {id} broken at record 2: record altered")
+    );
+    assert!(out.stdout.is_empty());
 }
 
 #[tokio::test]

@@ -122,13 +122,29 @@ async fn an_older_code_than_the_last_accepted_one_is_refused() {
     let alice = app.create_user("member", true).await;
     app.clock.advance_secs(30);
     let older = app.code(&alice);
+    let older_step = countersign::clock::Clock::now_ms(&app.clock) / 1000 / 30;
     app.clock.advance_secs(30);
     let newer = app.code(&alice);
     let b = at_code_step(&app, &alice).await;
     assert_eq!(b.post_form("/login/totp", &[("code", &newer)]).await.0, 303);
-    // Still inside the one-step drift window, but its step is not later than the last one.
+    // Still inside the one-step drift window (so it is not simply a wrong code), but its step
+    // is not later than the last one: refused as a replay, and recorded as one.
     let b = at_code_step(&app, &alice).await;
-    assert_eq!(b.post_form("/login/totp", &[("code", &older)]).await.0, 401);
+    let (status, page, _) = b.post_form("/login/totp", &[("code", &older)]).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("That code was already used"), "{page}");
+    let replays: Vec<String> =
+        sqlx::query("SELECT details FROM audit_log WHERE action = 'totp.replay_refused'")
+            .fetch_all(app.state.db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get(r, "details"))
+            .collect();
+    assert_eq!(
+        replays,
+        [serde_json::json!({"step": older_step}).to_string()]
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The approval queue and bulk decisions: one code for the batch, each withdrawal decided by
 //! its own rules, and a result line for each.
 
-use super::{decide, fresh_code, held, status, text, votes};
+use super::{decide, fresh_code, held, paid_out, status, text, votes};
 use crate::helpers::spawn_app;
 
 /// The result line of withdrawal `id` on the bulk result page.
@@ -93,7 +93,7 @@ async fn the_queue_filters_sorts_and_a_bulk_approval_reports_each_result() {
     );
     assert!(result_line(&page, 999_999).contains("withdrawal not found"));
     for id in [a, b_id] {
-        assert_ne!(status(&app, id).await, "pending");
+        paid_out(&app, id).await;
     }
     assert_eq!(status(&app, big).await, "pending");
     let channel: String =

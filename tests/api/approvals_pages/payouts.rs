@@ -1,7 +1,7 @@
 //! Manual payouts from the dashboard: the happy path, field errors with values kept, API
 //! refusals on the page, and the refusal when nobody else could approve.
 
-use super::{fresh_code, status, text};
+use super::{fresh_code, paid_out, text};
 use crate::helpers::{BTC_ADDR, Browser, TestApp, TestUser, spawn_app};
 
 /// Fills the payout form as `user` and returns the new withdrawal's id.
@@ -64,7 +64,7 @@ async fn a_manual_payout_within_limits_goes_straight_to_payout() {
         ("user", owner.id.as_str())
     );
     assert_eq!(w.end_user_reference.as_deref(), Some("desk"));
-    assert_ne!(status(&app, id).await, "pending");
+    paid_out(&app, id).await;
 }
 
 #[tokio::test]

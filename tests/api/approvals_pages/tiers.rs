@@ -1,7 +1,7 @@
 //! Approval tiers in settings: owners add and remove them with a fresh code (audited),
 //! members cannot, bad input is named, and a tier really asks for two approvers.
 
-use super::{api_withdrawal, decide, fresh_code, status, text};
+use super::{api_withdrawal, decide, fresh_code, paid_out, status, text};
 use crate::helpers::spawn_app;
 use sqlx::Row;
 
@@ -127,7 +127,7 @@ async fn owners_set_tiers_and_a_tier_needs_two_approvers() {
             Some(format!("/withdrawals/{id}?decided=approved#approval"))
         )
     );
-    assert_ne!(status(&app, id).await, "pending");
+    paid_out(&app, id).await;
 
     // Remove it, with a code.
     b.get("/settings/tiers").await;
