@@ -47,8 +47,17 @@ fn argon2() -> Argon2<'static> {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+/// How many argon2 computations run at once in this process. Each takes 19 MiB and a core
+/// for tens of milliseconds; a flood of sign-in attempts (unknown emails included, which
+/// cost the same work) waits here for its turn instead of filling the blocking thread pool,
+/// which would allow hundreds at once, and the memory with them.
+const ARGON2_AT_ONCE: usize = 4;
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
+
 /// Hashes a new password (PHC string).
 pub async fn hash(password: SecretString) -> Result<String, HashError> {
+    // The semaphore is never closed, so a permit always comes.
+    let _slot = ARGON2_SLOTS.acquire().await.ok();
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
@@ -69,6 +78,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 pub async fn verify(password: SecretString, hash: Option<String>) -> bool {
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+    let _slot = ARGON2_SLOTS.acquire().await.ok();
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
@@ -86,6 +96,20 @@ pub async fn verify(password: SecretString, hash: Option<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn argon2_waits_for_a_free_slot() {
+        let held = ARGON2_SLOTS
+            .acquire_many(ARGON2_AT_ONCE as u32)
+            .await
+            .expect("permits");
+        let check = tokio::spawn(verify("pw".to_string().into(), None));
+        // With every slot taken it cannot even start.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!check.is_finished());
+        drop(held);
+        assert!(!check.await.expect("verify"));
+    }
 
     #[test]
     fn policy() {
