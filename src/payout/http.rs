@@ -11,7 +11,9 @@
 //!   `pending` / `processing` → on its way, asked again `check_interval_secs` later;
 //!   `declined` / `cancelled` → failed (the withdrawal is cancelled and its funds released);
 //! - 400 with an `error_code` the upstream cannot change its mind about (`invalid_address`,
-//!   `coin_not_supported`, `invalid_amount`, `amount_too_low`) and 422 → refused for good;
+//!   `coin_not_supported`, `invalid_amount`, `amount_too_low`) and 422, answering a
+//!   submission → refused for good (answering a status question they only mean "try again":
+//!   the payout was accepted and may be on its way);
 //! - everything else (5xx, 401/403, `balance_not_enough`, `withdraw_disabled`, a timeout, a
 //!   refused connection, an answer that is not the API's JSON) → try again later: nothing is
 //!   known to have failed, and the same `foreign_id` makes the retry safe. So is
@@ -204,9 +206,14 @@ impl PayoutProvider for HttpProvider {
     async fn status(&self, idempotency_key: &str, now: i64) -> Result<PayoutState, PayoutError> {
         let body = json!({"foreign_id": self.foreign_id(idempotency_key)});
         let (code, answer) = self.call("/withdrawal/status", &body).await?;
-        // A payout the upstream does not know (404) was submitted before asking, so this is
-        // the upstream's problem for now, not a failure of the payout.
-        self.interpret(code, &answer, now)
+        // Asked about a payout it accepted, only the upstream's word that the payout was
+        // declined or cancelled fails it. A refusal of the question itself (a 404 for a
+        // payout it took, a 422) says nothing about the payout, which may be on its way:
+        // failing it would release funds being paid.
+        match self.interpret(code, &answer, now) {
+            Err(PayoutError::Rejected(why)) => Err(PayoutError::Transient(why)),
+            other => other,
+        }
     }
 }
 

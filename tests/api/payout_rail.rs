@@ -25,15 +25,18 @@ async fn paying_through(url: &str, key: &str, secret: &str) -> TestApp {
 /// The payout job's last recorded error.
 async fn payout_error(app: &TestApp, withdrawal_id: i64) -> Option<String> {
     use sqlx::Row;
-    sqlx::query("SELECT last_error FROM jobs WHERE withdrawal_id = $1 AND kind = 'payout_submit'")
-        .bind(withdrawal_id)
-        .fetch_optional(app.state.db.reader())
-        .await
-        .expect("job")
-        .and_then(|r| {
-            r.try_get::<Option<String>, _>("last_error")
-                .expect("last_error")
-        })
+    sqlx::query(
+        "SELECT last_error FROM jobs WHERE withdrawal_id = $1
+           AND (kind = 'payout_submit' OR kind = 'payout_check') ORDER BY id DESC LIMIT 1",
+    )
+    .bind(withdrawal_id)
+    .fetch_optional(app.state.db.reader())
+    .await
+    .expect("job")
+    .and_then(|r| {
+        r.try_get::<Option<String>, _>("last_error")
+            .expect("last_error")
+    })
 }
 
 async fn withdrawal(app: &TestApp, foreign_id: &str) -> wdb::Withdrawal {
@@ -248,7 +251,7 @@ async fn a_refusal_that_can_change_is_retried_not_final() {
 }
 
 #[tokio::test]
-async fn an_upstream_decline_after_acceptance_cancels_and_releases() {
+async fn after_acceptance_only_a_decline_cancels_and_releases() {
     let upstream = Receiver::start().await;
     upstream.answer_with_body(200, &[], r#"{"data": {"status": "pending"}}"#);
     let app = paying_through(&upstream.url, "up-key", "up-secret").await;
@@ -258,12 +261,25 @@ async fn an_upstream_decline_after_acceptance_cancels_and_releases() {
         (withdrawal(&app, "w1").await.status.as_str() == "processing").then_some(())
     })
     .await;
+    // A refused question (here 422) about a payout the upstream took says nothing about
+    // the payout: it stays on its way, and is asked about again.
+    upstream.answer_with_body(422, &[], r#"{"errors": {"foreign_id": "is unknown here"}}"#);
+    app.clock.advance_secs(61);
+    let id = withdrawal(&app, "w1").await.id;
+    let error = eventually("the refused question recorded", || async {
+        payout_error(&app, id).await
+    })
+    .await;
+    assert!(error.contains("upstream refused the fields"), "{error}");
+    assert_eq!(app.status_of("w1").await["status"], "processing");
+    assert_eq!(app.balance("BTC").await.1, "0.01000000");
+
     upstream.answer_with_body(
         200,
         &[],
         r#"{"data": {"status": "declined", "error": "Declined by user ID:12"}}"#,
     );
-    app.clock.advance_secs(61);
+    app.clock.advance_secs(600);
     let v = app.wait_for_status("w1", "cancelled").await;
     assert_eq!(
         v["error"],
