@@ -19,16 +19,7 @@ async fn audited(app: &TestApp, action: &str) -> i64 {
 async fn a_burst_of_guessed_codes_gets_no_more_than_five_checked_then_the_right_one_is_refused() {
     let app = spawn_app().await;
     let user = app.create_user("owner", true).await;
-    let b = app.browser();
-    b.get("/login").await;
-    let (status, _, location) = b
-        .post_form(
-            "/login",
-            &[("email", &user.email), ("password", &user.password)],
-        )
-        .await;
-    assert_eq!((status, location.as_deref()), (303, Some("/login/totp")));
-    b.get("/login/totp").await;
+    let b = crate::signin::at_code_step(&app, &user).await;
     app.clock.advance_secs(30);
     let right = app.code(&user);
     let wrong = format!(

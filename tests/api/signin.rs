@@ -40,7 +40,8 @@ async fn password_then_code_signs_in_and_renews_the_session_id() {
     }
 }
 
-async fn at_code_step(
+/// A browser past the password step, at the code step.
+pub(crate) async fn at_code_step(
     app: &crate::helpers::TestApp,
     user: &crate::helpers::TestUser,
 ) -> crate::helpers::Browser {
