@@ -298,9 +298,9 @@ pub async fn clear_code_failures(db: &Db, user_id: &str) -> Result<(), DbError> 
     Ok(())
 }
 
-/// Records a failed password. Within the window, after `max` failures the account locks
-/// until `now + lock_ms`. Returns true when this failure locked it. (Codes count their tries
-/// before checking instead: [`take_code_try`].)
+/// Records a failed password, in one conditional write (so that failures racing each other,
+/// or a code try, are all counted). Within the window, the `max`th failure locks the account
+/// until `now + lock_ms`; returns true for that failure.
 pub async fn record_password_failure(
     db: &Db,
     user_id: &str,
@@ -309,41 +309,26 @@ pub async fn record_password_failure(
     max: i64,
     lock_ms: i64,
 ) -> Result<bool, DbError> {
-    let mut tx = db.begin().await?;
+    // Every right-hand side reads the row as it was before this update (as in take_code_try).
     let row = sqlx::query(
-        "SELECT failed_passwords, failed_totp, failures_since FROM users WHERE id = $1",
+        "UPDATE users SET
+            failed_passwords = CASE WHEN failures_since IS NULL OR $1 - failures_since > $2 THEN 1 ELSE failed_passwords + 1 END,
+            failed_totp = CASE WHEN failures_since IS NULL OR $1 - failures_since > $2 THEN 0 ELSE failed_totp END,
+            failures_since = CASE WHEN failures_since IS NULL OR $1 - failures_since > $2 THEN $1 ELSE failures_since END
+         WHERE id = $3
+         RETURNING failed_passwords",
     )
+    .bind(now)
+    .bind(window_ms)
     .bind(user_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(db.writer())
     .await?;
     let Some(row) = row else { return Ok(false) };
-    let since: Option<i64> = row.try_get("failures_since")?;
-    let fresh = since.is_none_or(|s| now - s > window_ms);
-    let (mut pw, code): (i64, i64) = if fresh {
-        (0, 0)
-    } else {
-        (
-            row.try_get("failed_passwords")?,
-            row.try_get("failed_totp")?,
-        )
-    };
-    pw += 1;
-    let locks = pw >= max;
-    sqlx::query(
-        "UPDATE users SET failed_passwords = $1, failed_totp = $2, failures_since = $3,
-            locked_until = CASE WHEN $4 = 1 THEN $5 ELSE locked_until END
-         WHERE id = $6",
-    )
-    .bind(if locks { 0 } else { pw })
-    .bind(if locks { 0 } else { code })
-    .bind(if fresh || locks { Some(now) } else { since })
-    .bind(i64::from(locks))
-    .bind(now + lock_ms)
-    .bind(user_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(locks)
+    if row.try_get::<i64, _>("failed_passwords")? != max {
+        return Ok(false);
+    }
+    lock(db, user_id, now, lock_ms).await?;
+    Ok(true)
 }
 
 pub async fn clear_password_failures(db: &Db, user_id: &str) -> Result<(), DbError> {

@@ -1,5 +1,5 @@
-//! Attacks on sign-in beyond the one-request-at-a-time cases of `signin.rs`: a burst of
-//! guessed codes sent at once, and hostile return paths after sign-in.
+//! Attacks on sign-in beyond the one-request-at-a-time cases of `signin.rs`: bursts of
+//! guessed codes and of wrong passwords sent at once, and hostile return paths after sign-in.
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -47,6 +47,30 @@ async fn a_burst_of_guessed_codes_gets_no_more_than_five_checked_then_the_right_
         .post_form("/login/totp", &[("code", &app.code(&user))])
         .await;
     assert_eq!((status, location.as_deref()), (303, Some("/")));
+}
+
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_are_all_counted_and_lock_once() {
+    let app = spawn_app().await;
+    let user = app.create_user("member", false).await;
+    let b = app.browser();
+    b.get("/login").await;
+    let form = [
+        ("email", user.email.as_str()),
+        ("password", "not the password"),
+    ];
+    let answers =
+        futures_util::future::join_all((0..12).map(|_| b.post_form("/login", &form))).await;
+    assert!(answers.iter().all(|(status, _, _)| *status == 401));
+    assert_eq!(audited(&app, "signin.lockout").await, 1);
+    // Locked: the right password does not get past the first step.
+    let (status, _, location) = b
+        .post_form(
+            "/login",
+            &[("email", &user.email), ("password", &user.password)],
+        )
+        .await;
+    assert_eq!((status, location), (401, None));
 }
 
 #[tokio::test]
