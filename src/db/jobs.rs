@@ -205,7 +205,12 @@ pub async fn complete_all(db: &Db, ids: &[i64], owner: &str, now: i64) -> Result
          WHERE lease_owner = $2 AND id IN {}",
         super::values_list(1, ids.len(), 3)
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(owner);
+    // Planned anew each time, as `withdrawals::by_ids` is (a plan cached while the table was
+    // young scans all of it: 2 ms instead of 0.3 ms for 16 jobs among 60,000).
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(now)
+        .bind(owner);
     for id in ids {
         q = q.bind(*id);
     }

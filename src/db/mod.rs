@@ -11,6 +11,7 @@ pub mod audit;
 pub mod audit_list;
 pub mod balances;
 pub mod batch;
+pub mod coalesce;
 pub mod confirmation;
 pub mod email_status;
 pub mod exchanges;
@@ -92,6 +93,24 @@ fn went_away(code: &str) -> bool {
 impl DbError {
     pub fn is_stale(&self) -> bool {
         matches!(self, DbError::Stale(_))
+    }
+
+    /// The same error again, for a second caller (the driver's errors cannot be cloned): of
+    /// the same kind, so that it is answered the same way (an unavailable database is a 503
+    /// to everyone who waited for it), with the same text.
+    pub fn replicate(&self) -> DbError {
+        let text = self.to_string();
+        match self {
+            DbError::Unavailable(_) => {
+                DbError::Unavailable(sqlx::Error::Io(std::io::Error::other(text)))
+            }
+            DbError::Stale(s) => DbError::Stale(s.clone()),
+            DbError::Corrupt { column, value } => DbError::Corrupt {
+                column,
+                value: value.clone(),
+            },
+            DbError::Query(_) | DbError::Migrate(_) => DbError::Query(sqlx::Error::Protocol(text)),
+        }
     }
 
     pub fn is_unique_violation(&self) -> bool {
@@ -221,6 +240,8 @@ pub struct Db {
     write: AnyPool,
     read: AnyPool,
     engine: Engine,
+    /// API key lookups, coalesced (see [`projects::find_api_key`]).
+    api_keys: Arc<coalesce::Coalesced<String, projects::ApiKeyWithProject>>,
     /// SQLite's checkpoint task, stopped when the last clone of this `Db` goes.
     _checkpoints: Option<Arc<StopOnDrop>>,
 }
@@ -281,6 +302,7 @@ impl Db {
                     write,
                     read,
                     engine,
+                    api_keys: Arc::new(coalesce::Coalesced::new(projects::api_keys_by_hashes)),
                     _checkpoints: Some(Arc::new(StopOnDrop(task.abort_handle()))),
                 }
             }
@@ -293,6 +315,7 @@ impl Db {
                     write: pool.clone(),
                     read: pool,
                     engine,
+                    api_keys: Arc::new(coalesce::Coalesced::new(projects::api_keys_by_hashes)),
                     _checkpoints: None,
                 }
             }

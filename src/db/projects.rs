@@ -1,6 +1,6 @@
 //! Projects (merchant accounts) and their API keys.
 
-use super::{Db, DbError, Tx};
+use super::{Db, DbError, Tx, corrupt};
 use sqlx::Row;
 
 #[derive(Debug, Clone)]
@@ -125,22 +125,49 @@ pub struct ApiKeyWithProject {
 }
 
 pub async fn find_api_key(db: &Db, key_hash: &str) -> Result<Option<ApiKeyWithProject>, DbError> {
-    let sql = format!(
-        "SELECT k.id AS key_id, k.secret_enc, k.can_withdraw, {PROJECT_COLUMNS}
-         FROM api_keys k JOIN projects p ON p.id = k.project_id
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key_hash)
-        .fetch_optional(db.reader())
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(ApiKeyWithProject {
-        key_id: row.try_get("key_id")?,
-        secret_enc: row.try_get("secret_enc")?,
-        can_withdraw: row.try_get::<i64, _>("can_withdraw")? != 0,
-        project: project_from_row(&row)?,
-    }))
+    db.api_keys.get(db, key_hash.to_string()).await
+}
+
+/// The active API keys (with their projects) whose hashes are `hashes`, in one query: the
+/// lookup [`find_api_key`] coalesces (see [`crate::db::coalesce`]).
+pub fn api_keys_by_hashes<'c>(
+    conn: &'c mut sqlx::AnyConnection,
+    hashes: &'c [String],
+) -> futures_util::future::BoxFuture<'c, Result<Vec<(String, ApiKeyWithProject)>, DbError>> {
+    Box::pin(async move {
+        let postgres = conn.backend_name() == "PostgreSQL";
+        // Each key by its unique index, whatever the statistics say.
+        let keys = if postgres {
+            "json_array_elements_text($1::json) AS f(h) CROSS JOIN LATERAL
+                (SELECT * FROM api_keys WHERE key_hash = f.h) AS k"
+        } else {
+            "json_each($1) AS f JOIN api_keys k ON k.key_hash = f.value"
+        };
+        let sql = format!(
+            "SELECT k.key_hash, k.id AS key_id, k.secret_enc, k.can_withdraw, {PROJECT_COLUMNS}
+             FROM {keys} JOIN projects p ON p.id = k.project_id
+             WHERE k.revoked_at IS NULL"
+        );
+        let hashes =
+            serde_json::to_string(hashes).map_err(|e| corrupt("key_hash", e.to_string()))?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hashes)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("key_hash")?,
+                    ApiKeyWithProject {
+                        key_id: row.try_get("key_id")?,
+                        secret_enc: row.try_get("secret_enc")?,
+                        can_withdraw: row.try_get::<i64, _>("can_withdraw")? != 0,
+                        project: project_from_row(row)?,
+                    },
+                ))
+            })
+            .collect()
+    })
 }
 
 /// The project's first active API key secret (callbacks are signed with it, as the seeds do).

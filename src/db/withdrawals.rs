@@ -372,7 +372,10 @@ pub async fn by_ids(db: &Db, ids: &[i64]) -> Result<Vec<Withdrawal>, DbError> {
     }
     let list = super::values_list(1, ids.len(), 1);
     let sql = format!("SELECT {COLUMNS} FROM withdrawals WHERE id IN {list}");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    // Not kept prepared: a plan cached while the table was young (a scan of all of it, which
+    // was cheaper then) would stay with the connection as the table grows; PostgreSQL replaces
+    // it only when the table is analyzed again. Planned anew, it looks each id up.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
     for id in ids {
         q = q.bind(*id);
     }

@@ -144,3 +144,102 @@ async fn a_key_without_withdrawal_rights_is_forbidden_to_withdraw() {
         200
     );
 }
+
+/// Key lookups made at the same moment are answered by shared queries
+/// (`db::coalesce`): each request must still get its own project, an unknown or revoked key
+/// none, whatever it was asked together with.
+#[tokio::test]
+async fn keys_looked_up_together_each_get_their_own_project() {
+    let app = spawn_app().await;
+    app.credit("BTC", "1").await;
+    let other = countersign::service::projects::create(
+        &app.state.db,
+        &app.state.master_key,
+        &countersign::service::projects::NewProjectInput {
+            name: "Other",
+            primary_email: "ops@other.test",
+            base_currency: "EUR",
+            callback_url: None,
+        },
+        countersign::clock::Clock::now_ms(&app.clock),
+    )
+    .await
+    .unwrap();
+    let btc = countersign::domain::money::Currency::parse("BTC").unwrap();
+    countersign::service::projects::credit(
+        &app.state.db,
+        &other.project_id,
+        btc,
+        "2".parse().unwrap(),
+        &countersign::db::audit::Actor::Cli,
+        countersign::clock::Clock::now_ms(&app.clock),
+    )
+    .await
+    .unwrap();
+    // A third key, revoked before the burst.
+    let third = countersign::service::projects::create(
+        &app.state.db,
+        &app.state.master_key,
+        &countersign::service::projects::NewProjectInput {
+            name: "Gone",
+            primary_email: "ops@gone.test",
+            base_currency: "EUR",
+            callback_url: None,
+        },
+        countersign::clock::Clock::now_ms(&app.clock),
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE project_id = $1")
+        .bind(&third.project_id)
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+
+    let ask = |key: String, secret: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .post(app.url("/api/v2/accounts/list"))
+                .header("X-Processing-Key", key)
+                .header("X-Processing-Signature", sign(&secret, b"{}"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            let btc = body["data"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["currency"] == "BTC"))
+                .map(|c| c["balance"].as_str().unwrap_or("").to_string());
+            (status, btc)
+        }
+    };
+    let mut asks = Vec::new();
+    for i in 0..60 {
+        let (key, secret, expect) = match i % 5 {
+            0 | 1 => (
+                app.creds.api_key.clone(),
+                app.creds.api_secret.clone(),
+                (200, Some("1.00000000".to_string())),
+            ),
+            2 | 3 => (
+                other.api_key.clone(),
+                other.api_secret.clone(),
+                (200, Some("2.00000000".to_string())),
+            ),
+            _ if i % 2 == 0 => (third.api_key.clone(), third.api_secret.clone(), (401, None)),
+            _ => (
+                format!("ck_unknown{i}"),
+                "cs_whatever".to_string(),
+                (401, None),
+            ),
+        };
+        asks.push(async move { (ask(key, secret).await, expect) });
+    }
+    for (got, expect) in futures_util::future::join_all(asks).await {
+        assert_eq!(got, expect);
+    }
+}
