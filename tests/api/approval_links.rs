@@ -501,19 +501,9 @@ async fn someone_elses_link_is_refused_and_stays_usable() {
 async fn a_link_to_another_projects_withdrawal_is_refused() {
     let (sink, app) = app_with_sink().await;
     let alice = app.create_user("owner", true).await;
-    let other = countersign::service::projects::create(
-        &app.state.db,
-        &app.state.master_key,
-        &countersign::service::projects::NewProjectInput {
-            name: "Other Casino",
-            primary_email: "finance@other.test",
-            base_currency: "EUR",
-            callback_url: None,
-        },
-        countersign::clock::Clock::now_ms(&app.clock),
-    )
-    .await
-    .unwrap();
+    let other = app
+        .other_project("Other Casino", "finance@other.test")
+        .await;
     let carol = app.create_user_in(&other.project_id, "owner", true).await;
     let dave = app.create_user_in(&other.project_id, "owner", true).await;
     countersign::service::projects::credit(

@@ -219,19 +219,7 @@ async fn the_csv_export_has_the_same_records_escaped_with_utc_times() {
 async fn another_projects_records_are_not_shown() {
     let app = spawn_app().await;
     let owner = app.create_user("owner", true).await;
-    let other = countersign::service::projects::create(
-        &app.state.db,
-        &app.state.master_key,
-        &countersign::service::projects::NewProjectInput {
-            name: "Other",
-            primary_email: "ops@other.test",
-            base_currency: "EUR",
-            callback_url: None,
-        },
-        app.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    let other = app.other_project("Other", "ops@other.test").await;
     let stranger = app.create_user_in(&other.project_id, "member", false).await;
     let b = app.signed_in(&owner).await;
     let (_, page) = b.get("/audit?action=project.created").await;

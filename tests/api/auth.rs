@@ -152,19 +152,7 @@ async fn a_key_without_withdrawal_rights_is_forbidden_to_withdraw() {
 async fn keys_looked_up_together_each_get_their_own_project() {
     let app = spawn_app().await;
     app.credit("BTC", "1").await;
-    let other = countersign::service::projects::create(
-        &app.state.db,
-        &app.state.master_key,
-        &countersign::service::projects::NewProjectInput {
-            name: "Other",
-            primary_email: "ops@other.test",
-            base_currency: "EUR",
-            callback_url: None,
-        },
-        countersign::clock::Clock::now_ms(&app.clock),
-    )
-    .await
-    .unwrap();
+    let other = app.other_project("Other", "ops@other.test").await;
     let btc = countersign::domain::money::Currency::parse("BTC").unwrap();
     countersign::service::projects::credit(
         &app.state.db,
@@ -177,19 +165,7 @@ async fn keys_looked_up_together_each_get_their_own_project() {
     .await
     .unwrap();
     // A third key, revoked before the burst.
-    let third = countersign::service::projects::create(
-        &app.state.db,
-        &app.state.master_key,
-        &countersign::service::projects::NewProjectInput {
-            name: "Gone",
-            primary_email: "ops@gone.test",
-            base_currency: "EUR",
-            callback_url: None,
-        },
-        countersign::clock::Clock::now_ms(&app.clock),
-    )
-    .await
-    .unwrap();
+    let third = app.other_project("Gone", "ops@gone.test").await;
     sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE project_id = $1")
         .bind(&third.project_id)
         .execute(app.state.db.writer())

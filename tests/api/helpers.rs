@@ -183,6 +183,23 @@ impl TestApp {
         .expect("credit");
     }
 
+    /// A second project (EUR base, no callback URL), created now; its credentials.
+    pub async fn other_project(&self, name: &str, primary_email: &str) -> ProjectCredentials {
+        countersign::service::projects::create(
+            &self.state.db,
+            &self.state.master_key,
+            &countersign::service::projects::NewProjectInput {
+                name,
+                primary_email,
+                base_currency: "EUR",
+                callback_url: None,
+            },
+            self.clock.now_ms(),
+        )
+        .await
+        .expect("another project")
+    }
+
     pub async fn set_callback(&self, url: &str) {
         countersign::db::projects::set_callback_url(&self.state.db, self.project_id(), Some(url))
             .await

@@ -231,19 +231,7 @@ async fn key_changes_need_a_fresh_code_and_other_projects_keys_are_not_found() {
     assert!(page.contains("already used"), "{page}");
     assert_eq!(app.count("api_keys").await, keys + 1);
 
-    let other = countersign::service::projects::create(
-        &app.state.db,
-        &app.state.master_key,
-        &countersign::service::projects::NewProjectInput {
-            name: "Other",
-            primary_email: "ops@other.test",
-            base_currency: "EUR",
-            callback_url: None,
-        },
-        countersign::clock::Clock::now_ms(&app.clock),
-    )
-    .await
-    .unwrap();
+    let other = app.other_project("Other", "ops@other.test").await;
     let theirs = api_keys::list(&app.state.db, &other.project_id)
         .await
         .unwrap()[0]

@@ -426,19 +426,7 @@ async fn resetting_2fa_signs_the_user_out_and_sends_them_to_enroll_again() {
 async fn another_projects_users_are_not_found() {
     let app = spawn_app().await;
     let owner = app.create_user("owner", true).await;
-    let other = countersign::service::projects::create(
-        &app.state.db,
-        &app.state.master_key,
-        &countersign::service::projects::NewProjectInput {
-            name: "Other",
-            primary_email: "ops@other.test",
-            base_currency: "EUR",
-            callback_url: None,
-        },
-        app.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    let other = app.other_project("Other", "ops@other.test").await;
     let stranger = app.create_user_in(&other.project_id, "owner", true).await;
     let o = app.signed_in(&owner).await;
     assert_eq!(o.get(&format!("/users/{}", stranger.id)).await.0, 404);
