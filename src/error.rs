@@ -179,3 +179,18 @@ impl ResponseError for ApiError {
         }
     }
 }
+
+/// A failed outgoing HTTP request (callback, Slack, rate feed, payout rail) in words, without
+/// its URL: a merchant's callback or webhook URL, a feed's or a rail's, can carry a credential,
+/// and these texts are logged and shown to the project's members.
+pub fn describe_http_failure(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_redirect() {
+        "redirect refused".into()
+    } else {
+        e.without_url().to_string()
+    }
+}

@@ -493,7 +493,7 @@ impl Worker {
         let started = Instant::now();
         let result = req.body(cb.body.clone()).send().await;
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let (code, error) = match &result {
+        let (code, error) = match result {
             Ok(resp) if resp.status().is_success() => {
                 (Some(i64::from(resp.status().as_u16())), None)
             }
@@ -501,7 +501,7 @@ impl Worker {
                 Some(i64::from(resp.status().as_u16())),
                 Some(format!("receiver answered HTTP {}", resp.status().as_u16())),
             ),
-            Err(e) => (None, Some(describe_reqwest(e))),
+            Err(e) => (None, Some(crate::error::describe_http_failure(e))),
         };
         jobs::record_attempt(
             &self.state.db,
@@ -682,22 +682,4 @@ async fn grace_over(mut shutdown: watch::Receiver<bool>, grace: Duration) {
 
 pub fn payout_key(withdrawal_id: i64) -> String {
     format!("cs-wd-{withdrawal_id}")
-}
-
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else if e.is_redirect() {
-        "redirect refused".into()
-    } else {
-        // Without the URL: a merchant's callback URL can carry its own token, and this text
-        // is logged and shown to every member of the project.
-        let text = e.to_string();
-        match e.url() {
-            Some(url) => text.replace(url.as_str(), "(the callback URL)"),
-            None => text,
-        }
-    }
 }

@@ -68,7 +68,7 @@ pub async fn post(http: &reqwest::Client, url: &str, body: &str) -> (SendResult,
     let result = match sent {
         Err(e) => SendResult::Transient {
             status: None,
-            error: describe(e),
+            error: crate::error::describe_http_failure(e),
         },
         Ok(resp) => classify(resp).await,
     };
@@ -132,16 +132,5 @@ async fn error_text(resp: &mut reqwest::Response) -> String {
         t
     } else {
         text
-    }
-}
-
-/// A transport failure in words, without the URL (it is a credential).
-fn describe(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        e.without_url().to_string()
     }
 }

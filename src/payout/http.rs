@@ -24,6 +24,7 @@
 use super::{PayoutError, PayoutProvider, PayoutRequest, PayoutState};
 use crate::config::HttpPayoutSettings;
 use crate::crypto::hmac_sha512_hex;
+use crate::error::describe_http_failure;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -107,12 +108,9 @@ impl HttpProvider {
             .body(body)
             .send()
             .await
-            .map_err(|e| PayoutError::Transient(describe(&e)))?;
+            .map_err(upstream_failed)?;
         let code = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| PayoutError::Transient(describe(&e)))?;
+        let text = resp.text().await.map_err(upstream_failed)?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok((code, json))
     }
@@ -171,20 +169,9 @@ impl HttpProvider {
     }
 }
 
-/// A reqwest error without the URL (it may carry the upstream's path; nothing of ours, but
-/// the attempt log is shown to every member of the project).
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "upstream timed out".into()
-    } else if e.is_connect() {
-        "connection to upstream failed".into()
-    } else if e.is_redirect() {
-        "upstream redirected (not followed)".into()
-    } else if e.is_body() || e.is_decode() {
-        "upstream's answer could not be read".into()
-    } else {
-        "request to upstream failed".into()
-    }
+/// A request to the upstream that got no answer (without its URL).
+fn upstream_failed(e: reqwest::Error) -> PayoutError {
+    PayoutError::Transient(format!("upstream: {}", describe_http_failure(e)))
 }
 
 #[async_trait]

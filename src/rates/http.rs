@@ -10,6 +10,7 @@
 use super::{RateError, RateSource, RateTable};
 use crate::config::RateSettings;
 use crate::domain::money::{Currency, parse_decimal};
+use crate::error::describe_http_failure;
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -82,7 +83,7 @@ impl HttpSource {
             )
             .send()
             .await
-            .map_err(|e| RateError::Fetch(describe(&e)))?;
+            .map_err(|e| RateError::Fetch(describe_http_failure(e)))?;
         if !resp.status().is_success() {
             return Err(RateError::Fetch(format!(
                 "the rate source answered HTTP {}",
@@ -93,7 +94,7 @@ impl HttpSource {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| RateError::Fetch(describe(&e)))?
+            .map_err(|e| RateError::Fetch(describe_http_failure(e)))?
         {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(RateError::Malformed(format!(
@@ -103,16 +104,6 @@ impl HttpSource {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        e.to_string()
     }
 }
 

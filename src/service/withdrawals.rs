@@ -407,17 +407,14 @@ async fn changes_in(
         .filter(|&&(_, _, funds)| funds == FundsEffect::Release)
         .map(|&(i, _, _)| items[i].0)
         .collect();
-    released.sort_by(|a, b| {
-        let key = |w: &Withdrawal| {
-            (
-                w.project_id.clone(),
-                w.scope,
-                w.currency.clone(),
-                w.usage_hour.clone(),
-                w.usage_day.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
+    released.sort_by_key(|w| {
+        (
+            w.project_id.as_str(),
+            w.scope,
+            w.currency.as_str(),
+            w.usage_hour.as_str(),
+            w.usage_day.as_str(),
+        )
     });
     for w in released {
         let minus = Usage {
