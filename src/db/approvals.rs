@@ -215,21 +215,24 @@ where
     .fetch_all(ex)
     .await?
     .iter()
-    .map(|r| {
-        let scope: String = r.try_get("scope")?;
-        let min: String = r.try_get("min_base_amount")?;
-        let approvers: i64 = r.try_get("approvers")?;
-        Ok((
-            Scope::parse(&scope).ok_or_else(|| corrupt("approval_tiers.scope", scope))?,
-            Tier {
-                min_base_amount: db_decimal(&min)
-                    .map_err(|_| corrupt("approval_tiers.min_base_amount", min))?,
-                approvers: u32::try_from(approvers)
-                    .map_err(|_| corrupt("approval_tiers.approvers", approvers.to_string()))?,
-            },
-        ))
-    })
+    .map(tier_of)
     .collect()
+}
+
+/// A row of `approval_tiers` (columns `scope`, `min_base_amount`, `approvers`).
+pub(crate) fn tier_of(r: &sqlx::any::AnyRow) -> Result<(Scope, Tier), DbError> {
+    let scope: String = r.try_get("scope")?;
+    let min: String = r.try_get("min_base_amount")?;
+    let approvers: i64 = r.try_get("approvers")?;
+    Ok((
+        Scope::parse(&scope).ok_or_else(|| corrupt("approval_tiers.scope", scope))?,
+        Tier {
+            min_base_amount: db_decimal(&min)
+                .map_err(|_| corrupt("approval_tiers.min_base_amount", min))?,
+            approvers: u32::try_from(approvers)
+                .map_err(|_| corrupt("approval_tiers.approvers", approvers.to_string()))?,
+        },
+    ))
 }
 
 /// Sets (or replaces) the tier at `min` for `scope`.

@@ -110,6 +110,48 @@ pub struct Reserved {
     prev: String,
 }
 
+/// A project's chain head as read (and locked) by a transaction that will append to it.
+pub struct Head {
+    pub project_id: String,
+    /// The last record's sequence number.
+    pub seq: i64,
+    /// The last record's hash.
+    pub hash: String,
+}
+
+impl Head {
+    /// The next `n` sequence numbers, for [`push_chain`] (which moves the head past them).
+    pub fn reserve(self, n: usize) -> Reserved {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        Reserved {
+            project_id: self.project_id,
+            last: self.seq.saturating_add(n),
+            n,
+            prev: self.hash,
+        }
+    }
+}
+
+/// Reads the project's chain head, locked until the transaction ends (PostgreSQL; SQLite's
+/// `BEGIN IMMEDIATE` already holds the database), so take it after the balance and limit rows.
+pub async fn head(tx: &mut Tx<'_>, project_id: &str) -> Result<Head, DbError> {
+    let sql = match super::engine_of(tx) {
+        super::Engine::Postgres => {
+            "SELECT seq, hash FROM audit_heads WHERE project_id = $1 FOR UPDATE"
+        }
+        super::Engine::Sqlite => "SELECT seq, hash FROM audit_heads WHERE project_id = $1",
+    };
+    let row = sqlx::query(sql)
+        .bind(project_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Head {
+        project_id: project_id.to_string(),
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
 /// Reserves `n` sequence numbers on the project's chain; its head row stays locked until the
 /// transaction ends, so take it after the balance and limit rows.
 pub async fn reserve(tx: &mut Tx<'_>, project_id: &str, n: usize) -> Result<Reserved, DbError> {
@@ -135,7 +177,7 @@ const RECORD_COLS: Cols = &[
     ("actor_id", Ty::Text),
     ("action", Ty::Text),
     ("subject", Ty::Text),
-    ("details", Ty::Text),
+    ("details", Ty::Json),
     ("ip", Ty::Text),
     ("user_agent", Ty::Text),
     ("created_at", Ty::Int),
@@ -143,7 +185,8 @@ const RECORD_COLS: Cols = &[
     ("hash", Ty::Text),
 ];
 
-/// Adds the records (as many as were reserved, all of `head`'s project) and the new head.
+/// Adds the records (as many as were reserved, all of `head`'s project) and the new head
+/// (its sequence number too: a [`Head`] read with [`head`] has not moved yet).
 pub fn push_chain(writes: &mut Writes, head: Reserved, entries: &[&Entry<'_>], now: i64) {
     let mut prev = head.prev;
     let mut rows = Rows::new(RECORD_COLS);
@@ -192,8 +235,12 @@ pub fn push_chain(writes: &mut Writes, head: Reserved, entries: &[&Entry<'_>], n
         Some(n),
     );
     writes.push(
-        "UPDATE audit_heads SET hash = $1 WHERE project_id = $2".to_string(),
-        vec![Arg::Text(prev), Arg::Text(head.project_id)],
+        "UPDATE audit_heads SET seq = $1, hash = $2 WHERE project_id = $3".to_string(),
+        vec![
+            Arg::Int(head.last),
+            Arg::Text(prev),
+            Arg::Text(head.project_id),
+        ],
         Some(1),
     );
 }

@@ -50,7 +50,7 @@ pub enum BalanceError {
     Db(#[from] DbError),
 }
 
-fn parse(row: &sqlx::any::AnyRow) -> Result<Balance, DbError> {
+pub(crate) fn parse(row: &sqlx::any::AnyRow) -> Result<Balance, DbError> {
     let available: String = row.try_get("available")?;
     let held: String = row.try_get("held")?;
     Ok(Balance {

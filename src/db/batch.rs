@@ -24,6 +24,13 @@ use sqlx::Row;
 pub enum Ty {
     Text,
     Int,
+    /// Text that is itself serialized JSON (from `serde_json`), such as an audit record's
+    /// details: stored as given, but sent to PostgreSQL as a JSON value inside the rows rather
+    /// than as a JSON string, so that PostgreSQL need not unescape it (for the details of a
+    /// batch's audit records that was a third of the batch's write). PostgreSQL keeps a `json`
+    /// value's text exactly as it came, so what is stored is byte for byte what was given (and
+    /// what the audit chain hashed).
+    Json,
 }
 
 /// One value of a row.
@@ -77,9 +84,14 @@ impl Rows {
     /// `SELECT <columns> FROM` the rows, whose parameters are numbered from `$first`, and the
     /// values to bind there: the rows' parameters must come last in their statement.
     pub fn into_select(self, engine: Engine, first: usize) -> (String, Vec<Arg>) {
-        let names: Vec<String> = self.cols.iter().map(|(n, _)| format!("x.{n}")).collect();
         match engine {
             Engine::Postgres => {
+                let names: Vec<String> = (self.cols.iter())
+                    .map(|(n, t)| match t {
+                        Ty::Json => format!("x.{n}::text AS {n}"),
+                        Ty::Text | Ty::Int => format!("x.{n}"),
+                    })
+                    .collect();
                 let defs: Vec<String> = self
                     .cols
                     .iter()
@@ -93,6 +105,7 @@ impl Rows {
                 (sql, vec![Arg::Text(self.json())])
             }
             Engine::Sqlite => {
+                let names: Vec<String> = self.cols.iter().map(|(n, _)| format!("x.{n}")).collect();
                 let list = super::values_list(self.len, self.cols.len(), first);
                 let cells: Vec<String> = (self.cols.iter().enumerate())
                     .map(|(i, (n, _))| format!("column{} AS {n}", i + 1))
@@ -113,7 +126,7 @@ impl Rows {
         let width = self.cols.len().max(1);
         for (row, values) in self.values.chunks(width).enumerate() {
             json.push_str(if row == 0 { "{" } else { ",{" });
-            for (i, ((name, _), v)) in self.cols.iter().zip(values).enumerate() {
+            for (i, ((name, ty), v)) in self.cols.iter().zip(values).enumerate() {
                 if i > 0 {
                     json.push(',');
                 }
@@ -121,6 +134,7 @@ impl Rows {
                 json.push_str(name);
                 json.push_str("\":");
                 match v {
+                    Arg::Text(s) if *ty == Ty::Json => json.push_str(s),
                     Arg::Text(s) => json.push_str(&json_string(s)),
                     Arg::Int(n) => json.push_str(&n.to_string()),
                     Arg::NullText | Arg::NullInt => json.push_str("null"),
@@ -137,6 +151,7 @@ fn pg_type(t: Ty) -> &'static str {
     match t {
         Ty::Text => "text",
         Ty::Int => "bigint",
+        Ty::Json => "json",
     }
 }
 
@@ -293,6 +308,33 @@ mod tests {
         assert_eq!(
             parsed,
             serde_json::json!([{"a": "x\"y", "b": -3, "c": null}, {"a": "é", "b": null, "c": "z"}])
+        );
+    }
+
+    #[test]
+    fn json_text_goes_to_postgresql_as_a_json_value_and_comes_back_as_text() {
+        const COLS: Cols = &[("a", Ty::Text), ("d", Ty::Json)];
+        let details = serde_json::json!({"q": "say \"hi\"", "n": [1, null]}).to_string();
+        let mut rows = Rows::new(COLS);
+        rows.push(&[V::Text("x"), V::Text(&details)]);
+        let (sql, args) = rows.into_select(Engine::Postgres, 1);
+        assert_eq!(
+            sql,
+            "SELECT x.a, x.d::text AS d FROM json_to_recordset($1::json) AS x(a text, d json)"
+        );
+        let [Arg::Text(json)] = &args[..] else {
+            panic!("one JSON parameter: {args:?}")
+        };
+        assert_eq!(json, &format!(r#"[{{"a":"x","d":{details}}}]"#));
+        let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed[0]["d"]["q"], "say \"hi\"");
+        // SQLite binds the text as it is.
+        let mut rows = Rows::new(COLS);
+        rows.push(&[V::Text("x"), V::Text(&details)]);
+        let (_, args) = rows.into_select(Engine::Sqlite, 1);
+        assert_eq!(
+            format!("{args:?}"),
+            format!("[Text(\"x\"), Text({details:?})]")
         );
     }
 

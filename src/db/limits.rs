@@ -37,9 +37,17 @@ where
     .bind(currency)
     .fetch_all(ex)
     .await?;
+    limit_sets(&rows)
+}
+
+/// The scope's default limits and the currency's override, if any, out of rows of `limits`
+/// (columns `currency`, `per_operation`, `per_hour`, `per_day`) of one scope and currency.
+pub(crate) fn limit_sets<'r>(
+    rows: impl IntoIterator<Item = &'r sqlx::any::AnyRow>,
+) -> Result<(LimitSet, Option<LimitSet>), DbError> {
     let mut base = LimitSet::default();
     let mut over = None;
-    for r in &rows {
+    for r in rows {
         let set = LimitSet {
             per_operation: opt_decimal(r, "per_operation")?,
             per_hour: opt_decimal(r, "per_hour")?,
@@ -142,7 +150,7 @@ where
     row.as_ref().map_or(Ok(Usage::default()), parse_usage)
 }
 
-fn parse_usage(row: &sqlx::any::AnyRow) -> Result<Usage, DbError> {
+pub(crate) fn parse_usage(row: &sqlx::any::AnyRow) -> Result<Usage, DbError> {
     let amount: String = row.try_get("amount")?;
     let base: String = row.try_get("base_amount")?;
     Ok(Usage {

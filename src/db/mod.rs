@@ -15,6 +15,7 @@ pub mod coalesce;
 pub mod confirmation;
 pub mod email_status;
 pub mod exchanges;
+pub mod intake;
 pub mod invites;
 pub mod jobs;
 pub mod limits;

@@ -294,7 +294,7 @@ pub enum IdTable {
 }
 
 impl IdTable {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             IdTable::Withdrawals => "withdrawals",
             IdTable::PayoutAddresses => "payout_addresses",

@@ -347,6 +347,166 @@ async fn withdrawals_queued_behind_a_held_balance_are_written_together_by_the_sa
     );
 }
 
+/// One batch holding two projects' withdrawals, replays of an earlier one, a new and a known
+/// address, the same `foreign_id` in both projects and requests beyond each balance: each gets
+/// the answer it would have got alone (the batch's reads and locks are one statement on
+/// PostgreSQL, see `db::intake`), and both audit chains and both ledgers stay whole.
+#[tokio::test]
+async fn a_batch_of_two_projects_with_replays_and_refusals_answers_each_as_alone() {
+    use countersign::domain::money::Currency;
+    let app = Arc::new(spawn_app().await);
+    app.credit("SBX", "10").await;
+    let other = app.other_project("Other", "ops@other.test").await;
+    countersign::service::projects::credit(
+        &app.state.db,
+        &other.project_id,
+        Currency::parse("SBX").unwrap(),
+        "3".parse().unwrap(),
+        &Actor::Cli,
+        countersign::clock::Clock::now_ms(&app.clock),
+    )
+    .await
+    .unwrap();
+    let (code, first) = app.withdraw("first", "SBX", "1", "sbx_wallet_1").await;
+    assert_eq!(code, 200, "{first}");
+
+    // Both balances held, so that every request below queues and goes into one batch.
+    let mut blocker = app.state.db.begin().await.unwrap();
+    let mut projects = [app.project_id().to_string(), other.project_id.clone()];
+    projects.sort();
+    for project_id in &projects {
+        balances::lock(&app.state.db, &mut blocker, project_id, "SBX")
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // (project: 0 this one, 1 the other; foreign_id; amount; address)
+    let requests: Vec<(usize, &str, &str, &str)> = vec![
+        (0, "first", "1", "sbx_wallet_1"),
+        (0, "a1", "1", "sbx_wallet_new"),
+        (1, "b1", "1", "sbx_wallet_1"),
+        (0, "a2", "1", "sbx_wallet_1"),
+        (0, "first", "1", "sbx_wallet_1"),
+        (0, "too-much", "100", "sbx_wallet_1"),
+        (1, "a1", "1", "sbx_wallet_new"),
+        (1, "b2", "1", "sbx_wallet_1"),
+        (1, "b3", "1", "sbx_wallet_1"),
+        (0, "a3", "1", "sbx_wallet_new"),
+    ];
+    let creds = [
+        (app.creds.api_key.clone(), app.creds.api_secret.clone()),
+        (other.api_key.clone(), other.api_secret.clone()),
+    ];
+    let tasks: Vec<_> = requests
+        .iter()
+        .map(|&(project, foreign_id, amount, address)| {
+            let (app, creds) = (app.clone(), creds[project].clone());
+            let body = json!({"foreign_id": foreign_id, "currency": "SBX", "amount": amount,
+                "address": address})
+            .to_string();
+            tokio::spawn(async move {
+                let r = app
+                    .http
+                    .post(app.url("/api/v2/withdrawal/crypto"))
+                    .header("X-Processing-Key", &creds.0)
+                    .header(
+                        "X-Processing-Signature",
+                        crate::helpers::sign(&creds.1, body.as_bytes()),
+                    )
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let code = r.status().as_u16();
+                (code, r.json::<serde_json::Value>().await.unwrap())
+            })
+        })
+        .collect();
+    crate::helpers::eventually("all waiting to be written", || async {
+        (app.state.intake.unanswered() == requests.len()).then_some(())
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+
+    let mut ids = std::collections::BTreeSet::new();
+    let mut other_created = 0;
+    for (&(project, foreign_id, _, _), (code, v)) in requests.iter().zip(&answers) {
+        match (project, foreign_id) {
+            (0, "first") => {
+                assert_eq!(*code, 200, "{v}");
+                assert_eq!(v["data"]["id"], first["data"]["id"], "a replay: {v}");
+            }
+            (0, "too-much") => {
+                assert_eq!(
+                    (*code, v["error_code"].as_str()),
+                    (400, Some("balance_not_enough"))
+                )
+            }
+            (0, _) => {
+                assert_eq!(*code, 200, "{foreign_id}: {v}");
+                assert_eq!(v["data"]["foreign_id"], foreign_id);
+                assert!(ids.insert(v["data"]["id"].to_string()), "a new id: {v}");
+            }
+            // The other project's 3 SBX cover three of its four.
+            _ => match (*code, v["error_code"].as_str()) {
+                (200, _) => {
+                    assert_eq!(v["data"]["foreign_id"], foreign_id);
+                    assert!(ids.insert(v["data"]["id"].to_string()), "a new id: {v}");
+                    other_created += 1;
+                }
+                (400, Some("balance_not_enough")) => {}
+                other => panic!("{foreign_id}: {other:?} {v}"),
+            },
+        }
+    }
+    assert_eq!(other_created, 3, "{answers:?}");
+    let count = |project_id: String| {
+        let app = app.clone();
+        async move {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM withdrawals WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap();
+            sqlx::Row::get::<i64, _>(&row, "n")
+        }
+    };
+    assert_eq!(count(app.project_id().to_string()).await, 4);
+    assert_eq!(count(other.project_id.clone()).await, 3);
+    // One address book entry per project and address used.
+    let entries: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM payout_addresses")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap(),
+        "n",
+    );
+    let new_used_by_other = answers
+        .iter()
+        .zip(&requests)
+        .any(|((code, _), r)| *code == 200 && r.0 == 1 && r.3 == "sbx_wallet_new");
+    assert_eq!(entries, 3 + i64::from(new_used_by_other));
+    for project_id in &projects {
+        assert!(
+            balances::reconcile(&app.state.db, project_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let chain = countersign::db::audit::verify(&app.state.db, project_id)
+            .await
+            .unwrap();
+        assert!(
+            matches!(chain, countersign::db::audit::Verdict::Intact { .. }),
+            "{chain:?}"
+        );
+    }
+}
+
 /// Two changes for one withdrawal in one batch (two jobs that should not both exist): one is
 /// made, the other is not, and the funds move once.
 #[tokio::test]

@@ -1,17 +1,19 @@
 //! Writing new withdrawals, in batches (group commit).
 //!
-//! Every new withdrawal, once priced and checked against the operator gate, is queued here.
-//! One task per process takes whatever is queued (up to [`MAX_BATCH`]) and writes it in one
+//! Every new withdrawal, once priced and checked against the operator gate, is queued here. One
+//! task per process takes whatever is queued (up to [`MAX_BATCH`]) and writes it in one
 //! transaction. First what needs no lock: replays (answered as the first request was), the
-//! limits and tiers that apply, the address book's ids, ids for the new withdrawals. Then each balance, each limit window and each audit
-//! chain is locked once, in that order; the holds, limits and approval requirements are worked
-//! out here in arrival order exactly as one-by-one creation would; and every row (withdrawals,
-//! ledger entries and balances, limit usage, timeline events, outbox jobs, audit records) is
-//! written by one [`Writes`]: a single statement on PostgreSQL, whose text does not change
-//! with the batch. While a batch is written the next one gathers, so a single request waits
-//! for no one and a busy service writes dozens per transaction. The locks are held for five
-//! round trips per batch instead of a dozen per withdrawal, which is what lets withdrawals of
-//! one project, which all share its balance row, pass at thousands a second.
+//! limits and tiers that apply, the address book's ids, ids for the new withdrawals. Then each
+//! balance, each limit window and each audit chain is locked once, in that order (all of it one
+//! statement on PostgreSQL, see [`crate::db::intake`]); the holds, limits and approval
+//! requirements are worked out here in arrival order exactly as one-by-one creation would; and
+//! every row (withdrawals, ledger entries and balances, limit usage, timeline events, outbox
+//! jobs, audit records) is written by one [`Writes`]: a single statement on PostgreSQL, whose
+//! text does not change with the batch. While a batch is written the next one gathers, so a
+//! single request waits for no one and a busy service writes dozens per transaction. On
+//! PostgreSQL a batch takes four round trips (begin, read and lock, write, commit) and holds
+//! the locks for three of them, instead of a dozen per withdrawal, which is what lets
+//! withdrawals of one project, which all share its balance row, pass at thousands a second.
 //!
 //! Each withdrawal still gets its own answer: one refused for its balance is left out of the
 //! batch, as it would have been alone. If the batch's transaction fails as a whole (a
@@ -26,12 +28,11 @@ use crate::db::audit::{self, Actor, Origin};
 use crate::db::balances::{self, Balance, BalanceError, LedgerKind};
 use crate::db::batch::Writes;
 use crate::db::exchanges;
+use crate::db::intake as dbintake;
 use crate::db::jobs;
 use crate::db::limits;
 use crate::db::projects::Project;
-use crate::db::withdrawals::{
-    self as wdb, AddressKey, IdTable, NewEvent, Withdrawal, WithdrawalExchange,
-};
+use crate::db::withdrawals::{self as wdb, AddressKey, NewEvent, Withdrawal, WithdrawalExchange};
 use crate::db::{DbError, Tx, WriterConnection};
 use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
 use crate::domain::withdrawal::{NewWithdrawal, Status};
@@ -278,8 +279,9 @@ struct Window {
 ///
 /// The order keeps row locks short: everything that needs no lock is read first (replays,
 /// limits and tiers, address book ids, new ids); then the balances, the limit windows and
-/// the audit chains are locked, in that order; then every row is written by one [`Writes`]
-/// (one statement on PostgreSQL) and the transaction commits.
+/// the audit chains are locked, in that order (on PostgreSQL, all of that is one statement:
+/// [`dbintake::start`]); then every row is written by one [`Writes`] (one statement on
+/// PostgreSQL) and the transaction commits.
 ///
 /// Replays are answered before any lock. Were a replay left for the `foreign_id` key to
 /// catch, its insert would wait for whoever is updating the existing withdrawal (the worker,
@@ -291,81 +293,76 @@ async fn write(
 ) -> Result<Vec<Answer>, DbError> {
     let now = state.now();
     let (hour, day) = limits::buckets(now);
-    let buckets = [hour.as_str(), day.as_str()];
-    // Replays: a `foreign_id` already taken gets the answer the first request got. Read while
-    // the transaction begins (what the lookup needs is committed).
+    // What to read and lock, each list sorted and without repeats.
     let mut projects: Vec<&str> = batch.iter().map(|r| r.project.id.as_str()).collect();
     projects.sort_unstable();
     projects.dedup();
-    let lookups = projects.iter().map(|&project_id| {
-        let ids: Vec<&str> = batch
-            .iter()
-            .filter(|r| r.project.id == project_id)
-            .map(|r| r.req.foreign_id.as_str())
-            .collect();
-        async move { wdb::by_foreign_ids(&state.db, project_id, &ids).await }
-    });
-    let begin = async {
-        let conn = match held {
-            Some(conn) => conn,
-            None => held.insert(state.db.writer_connection().await?),
-        };
-        state.db.begin_on(conn).await
+    let mut rule_keys: Vec<(&str, Scope, &str)> = batch
+        .iter()
+        .map(|r| (r.project.id.as_str(), r.scope, r.req.payout.code()))
+        .collect();
+    rule_keys.sort_unstable();
+    rule_keys.dedup();
+    let mut keys: Vec<AddressKey> = batch.iter().map(|r| address_key(r)).collect();
+    // Sorted: two instances upserting the same entries take their rows in the same order.
+    keys.sort_unstable_by_key(|k| (k.project_id, k.currency, k.address, k.tag));
+    keys.dedup();
+    let mut balance_keys: Vec<(&str, &str)> = batch
+        .iter()
+        .map(|r| {
+            let held_currency = r.basis.priced.price.held_currency.code();
+            (r.project.id.as_str(), held_currency)
+        })
+        .collect();
+    balance_keys.sort_unstable();
+    balance_keys.dedup();
+    let reads = dbintake::Keys {
+        foreign_ids: (batch.iter())
+            .map(|r| (r.project.id.as_str(), r.req.foreign_id.as_str()))
+            .collect(),
+        rules: rule_keys.clone(),
+        addresses: keys.clone(),
+        new_ids: batch.len(),
+        balances: balance_keys.clone(),
+        windows: rule_keys.clone(),
+        buckets: [hour.as_str(), day.as_str()],
+        chains: projects.clone(),
     };
-    let (tx, found) = tokio::join!(begin, futures_util::future::try_join_all(lookups));
-    let mut tx = tx?;
+    let conn = match held {
+        Some(conn) => conn,
+        None => held.insert(state.db.writer_connection().await?),
+    };
+    let (mut tx, started) = dbintake::start(&state.db, conn, &reads).await?;
+
+    // Replays: a `foreign_id` already taken gets the answer the first request got.
     let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
-    for existing in found?.into_iter().flatten() {
+    for existing in started.replays {
         for (i, r) in batch.iter().enumerate() {
             if r.project.id == existing.project_id && r.req.foreign_id == existing.foreign_id {
                 answers[i] = Some(replay(existing.clone(), &r.fingerprint));
             }
         }
     }
-
     // The limits and tiers that apply.
     let mut rules: BTreeMap<(&str, Scope, &str), Rules> = BTreeMap::new();
-    for (i, r) in batch.iter().enumerate() {
-        let key = (r.project.id.as_str(), r.scope, r.req.payout.code());
-        if answers[i].is_none() && !rules.contains_key(&key) {
-            let loaded = Rules::load_in(&mut tx, &r.project.id, r.scope, key.2).await?;
-            rules.insert(key, loaded);
-        }
+    for (&key, limits_read) in rule_keys.iter().zip(started.limits) {
+        let tiers = (started.tiers.iter())
+            .filter(|(project_id, _, _)| project_id == key.0)
+            .map(|&(_, scope, tier)| (scope, tier))
+            .collect();
+        rules.insert(key, Rules::new(limits_read, tiers, key.1));
     }
+    let address_ids = started.address_ids;
+    let mut new_ids = started.new_ids.into_iter();
 
-    // The address book's ids (existing or new) and the new withdrawals' ids.
-    let mut keys: Vec<AddressKey> = Vec::new();
-    for (i, r) in batch.iter().enumerate() {
-        let k = address_key(r);
-        if answers[i].is_none() && !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    // Sorted: two instances upserting the same entries take their rows in the same order.
-    keys.sort_unstable_by_key(|k| (k.project_id, k.currency, k.address, k.tag));
-    let open = answers.iter().filter(|a| a.is_none()).count();
-    let address_ids = wdb::address_ids(&mut tx, &keys).await?;
-    let mut new_ids = wdb::allocate_ids(&mut tx, IdTable::Withdrawals, open)
-        .await?
-        .into_iter();
-
-    // Locks in a fixed order: every balance, then every limit window, each sorted.
     let mut balances: BTreeMap<(&str, &str), Option<Held>> = BTreeMap::new();
-    let mut windows: BTreeMap<(&str, Scope, &str), Window> = BTreeMap::new();
-    for (i, r) in batch.iter().enumerate() {
-        if answers[i].is_none() {
-            let held_currency = r.basis.priced.price.held_currency.code();
-            balances.insert((r.project.id.as_str(), held_currency), None);
-        }
-    }
-    for (&(project_id, currency), slot) in balances.iter_mut() {
-        *slot = balances::lock(&state.db, &mut tx, project_id, currency)
-            .await?
-            .map(|read| Held {
-                read,
-                available: read.available,
-                holds: Vec::new(),
-            });
+    for (&key, read) in balance_keys.iter().zip(started.balances) {
+        let held = read.map(|read| Held {
+            read,
+            available: read.available,
+            holds: Vec::new(),
+        });
+        balances.insert(key, held);
     }
 
     // Holds first, as one-by-one creation refuses before looking at limits.
@@ -385,17 +382,8 @@ async fn write(
             _ => answers[i] = Some(Err(balance_not_enough())),
         }
     }
-    // Each window once, in sorted order (as the balances above): two instances' batches
-    // never wait for each other's windows in opposite orders.
-    let window_keys: std::collections::BTreeSet<(&str, Scope, &str)> = accepted
-        .iter()
-        .map(|&i| {
-            let r = batch[i];
-            (r.project.id.as_str(), r.scope, r.req.payout.code())
-        })
-        .collect();
-    for key in window_keys {
-        let read = limits::lock_usages(&mut tx, key.0, key.1, key.2, buckets).await?;
+    let mut windows: BTreeMap<(&str, Scope, &str), Window> = BTreeMap::new();
+    for (&key, read) in rule_keys.iter().zip(started.usages) {
         let rules = rules
             .remove(&key)
             .ok_or_else(|| crate::db::corrupt("limits", "rules not read"))?;
@@ -466,20 +454,20 @@ async fn write(
             .ok_or_else(|| crate::db::corrupt("withdrawals", "hold without a withdrawal"))
     };
 
-    // The audit chains, locked last.
+    // The audit records, on the chains locked last.
     let records: Vec<audit::Entry> = rows
         .iter()
         .zip(&planned)
         .map(|(w, p)| created_record(w, p.r))
         .collect();
     let mut chains = Vec::new();
-    for &project_id in &projects {
+    for head in started.heads {
         let mine: Vec<&audit::Entry> = records
             .iter()
-            .filter(|e| e.project_id == project_id)
+            .filter(|e| e.project_id == head.project_id)
             .collect();
         if !mine.is_empty() {
-            chains.push((audit::reserve(&mut tx, project_id, mine.len()).await?, mine));
+            chains.push((head.reserve(mine.len()), mine));
         }
     }
 
@@ -510,7 +498,14 @@ async fn write(
     }
     for (&(project_id, scope, currency), w) in &windows {
         if w.used != w.read {
-            limits::push_usages(&mut writes, project_id, scope, currency, buckets, w.used);
+            limits::push_usages(
+                &mut writes,
+                project_id,
+                scope,
+                currency,
+                reads.buckets,
+                w.used,
+            );
         }
     }
     let notes: Vec<String> = rows

@@ -3,7 +3,7 @@
 //! ask [`policy::requirement`] the same question with the same inputs.
 
 use crate::db::projects::Project;
-use crate::db::{Db, DbError, Tx, approvals, limits};
+use crate::db::{Db, DbError, approvals, limits};
 use crate::domain::money::Currency;
 use crate::domain::policy::{self, ApprovalRequirement, LimitSet, PolicyInput, Scope, Tier, Usage};
 use crate::domain::withdrawal::NewWithdrawal;
@@ -68,7 +68,11 @@ impl Basis {
 }
 
 impl Rules {
-    fn new(limits: (LimitSet, Option<LimitSet>), tiers: Vec<(Scope, Tier)>, scope: Scope) -> Rules {
+    pub(super) fn new(
+        limits: (LimitSet, Option<LimitSet>),
+        tiers: Vec<(Scope, Tier)>,
+        scope: Scope,
+    ) -> Rules {
         Rules {
             base_limits: limits.0,
             currency_limits: limits.1,
@@ -89,18 +93,6 @@ impl Rules {
         let reader = db.reader();
         let limits = limits::for_withdrawal(reader, project_id, scope, currency).await?;
         let tiers = approvals::tiers_in(reader, project_id).await?;
-        Ok(Rules::new(limits, tiers, scope))
-    }
-
-    /// Read in the caller's transaction.
-    pub async fn load_in(
-        tx: &mut Tx<'_>,
-        project_id: &str,
-        scope: Scope,
-        currency: &str,
-    ) -> Result<Rules, DbError> {
-        let limits = limits::for_withdrawal(&mut **tx, project_id, scope, currency).await?;
-        let tiers = approvals::tiers_in(&mut **tx, project_id).await?;
         Ok(Rules::new(limits, tiers, scope))
     }
 }
