@@ -72,26 +72,46 @@ pub struct Started {
     pub heads: Vec<Head>,
 }
 
-/// Begins the batch's transaction on `conn` and reads and locks what `keys` name. The replays
-/// are looked up meanwhile on a reading connection (what the lookup needs is committed):
-/// inside the statement, PostgreSQL planned that lookup once for the connection, while the
-/// table was still small, and kept a plan that walks the project's rows in another index.
+/// The connections a batch writer keeps from one batch to the next: its writer connection
+/// and a reading one for the replay lookups, each taken from its pool when first needed.
+/// Each return of a connection to its pool, and each checkout of one, costs a round trip
+/// (sqlx pings it), which a busy writer then pays once per run of batches instead of once
+/// per batch. Drop it to give both back (after an error: the pool checks them).
+#[derive(Default)]
+pub struct Held {
+    writer: Option<WriterConnection>,
+    reader: Option<WriterConnection>,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.writer.is_none() && self.reader.is_none()
+    }
+}
+
+/// Begins the batch's transaction on the held writer connection and reads and locks what
+/// `keys` name. The replays are looked up meanwhile on the held reading connection (what the
+/// lookup needs is committed): inside the statement, PostgreSQL planned that lookup once for
+/// the connection, while the table was still small, and kept a plan that walks the project's
+/// rows in another index.
 pub async fn start<'c>(
     db: &Db,
-    conn: &'c mut WriterConnection,
+    held: &'c mut Held,
     keys: &Keys<'_>,
 ) -> Result<(Tx<'c>, Started), DbError> {
-    let mut projects: Vec<&str> = keys.foreign_ids.iter().map(|(p, _)| *p).collect();
-    projects.sort_unstable();
-    projects.dedup();
-    let lookups = projects.iter().map(|&project_id| {
-        let ids: Vec<&str> = (keys.foreign_ids.iter())
-            .filter(|(p, _)| *p == project_id)
-            .map(|(_, f)| *f)
-            .collect();
-        async move { wdb::by_foreign_ids(db, project_id, &ids).await }
-    });
+    let Held { writer, reader } = held;
+    let lookups = async {
+        let reader = match reader {
+            Some(conn) => conn,
+            None => reader.insert(db.reader_connection().await?),
+        };
+        wdb::by_foreign_ids(reader, db.engine(), &keys.foreign_ids).await
+    };
     let locked = async {
+        let conn = match writer {
+            Some(conn) => conn,
+            None => writer.insert(db.writer_connection().await?),
+        };
         let mut tx = db.begin_on(conn).await?;
         let started = match db.engine() {
             Engine::Postgres => in_one_statement(&mut tx, keys).await?,
@@ -99,9 +119,9 @@ pub async fn start<'c>(
         };
         Ok::<_, DbError>((tx, started))
     };
-    let (locked, found) = tokio::join!(locked, futures_util::future::try_join_all(lookups));
+    let (locked, found) = tokio::join!(locked, lookups);
     let (tx, mut started) = locked?;
-    started.replays = found?.into_iter().flatten().collect();
+    started.replays = found?;
     Ok((tx, started))
 }
 

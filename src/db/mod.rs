@@ -41,8 +41,8 @@ use std::time::Duration;
 /// ([`Db::begin_on`]).
 pub type Tx<'c> = sqlx::Transaction<'c, Any>;
 
-/// A connection of the writer pool, held by a task across transactions (see
-/// [`Db::writer_connection`]).
+/// A connection of a pool, held by a task across transactions (see
+/// [`Db::writer_connection`] and [`Db::reader_connection`]).
 pub type WriterConnection = sqlx::pool::PoolConnection<Any>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +345,12 @@ impl Db {
     /// On SQLite this is the one writer connection: hold it briefly.
     pub async fn writer_connection(&self) -> Result<WriterConnection, DbError> {
         Ok(self.write.acquire().await?)
+    }
+
+    /// A connection of the reading pool, for a task that reads on it again and again (the
+    /// same round trip saved as [`Db::writer_connection`]'s).
+    pub async fn reader_connection(&self) -> Result<WriterConnection, DbError> {
+        Ok(self.read.acquire().await?)
     }
 
     /// [`Db::begin`] on a held connection.

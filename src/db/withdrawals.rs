@@ -317,41 +317,43 @@ pub async fn by_foreign_id(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The project's withdrawals with these `foreign_id`s (committed ones: read outside any
-/// transaction).
+const FOREIGN_KEY_COLS: Cols = &[("project_id", Ty::Text), ("foreign_id", Ty::Text)];
+
+/// The withdrawals with these `(project_id, foreign_id)` keys (committed ones: read outside
+/// any transaction), on `conn`, a reading connection.
 ///
-/// One statement text whatever the number of ids (the list is one JSON parameter). On
-/// PostgreSQL each id is looked up on its own through the `(project_id, foreign_id)` key, and
-/// the statement is planned anew each time: planned once while the table was small (a new
-/// install's first minutes, before autovacuum has analyzed it), the lookup went through
-/// another index of `project_id` and then scanned the whole project, and a prepared plan
-/// would keep doing so as the table grows.
+/// One statement text whatever the number of keys (see [`Rows`]). On PostgreSQL each key is
+/// looked up on its own through the `(project_id, foreign_id)` key, and the statement is
+/// planned anew each time: planned once while the table was small (a new install's first
+/// minutes, before autovacuum has analyzed it), the lookup went through another index of
+/// `project_id` and then scanned the whole project, and a prepared plan would keep doing so
+/// as the table grows.
 pub async fn by_foreign_ids(
-    db: &Db,
-    project_id: &str,
-    foreign_ids: &[&str],
+    conn: &mut sqlx::AnyConnection,
+    engine: super::Engine,
+    keys: &[(&str, &str)],
 ) -> Result<Vec<Withdrawal>, DbError> {
-    if foreign_ids.is_empty() {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = match db.engine() {
+    let mut rows = Rows::new(FOREIGN_KEY_COLS);
+    for (project_id, foreign_id) in keys {
+        rows.push(&[V::Text(project_id), V::Text(foreign_id)]);
+    }
+    let (keyed, args) = rows.into_select(engine, 1);
+    let sql = match engine {
         super::Engine::Postgres => format!(
-            "SELECT w.* FROM json_array_elements_text($2::json) AS f(fid)
-             CROSS JOIN LATERAL (SELECT {COLUMNS} FROM withdrawals
-                WHERE project_id = $1 AND foreign_id = f.fid LIMIT 1) AS w"
+            "SELECT w.* FROM ({keyed}) AS k CROSS JOIN LATERAL (SELECT {COLUMNS} FROM withdrawals
+                WHERE project_id = k.project_id AND foreign_id = k.foreign_id LIMIT 1) AS w"
         ),
         super::Engine::Sqlite => format!(
-            "SELECT {COLUMNS} FROM withdrawals
-             WHERE project_id = $1 AND foreign_id IN (SELECT value FROM json_each($2))"
+            "SELECT w.* FROM ({keyed}) AS k CROSS JOIN (SELECT {COLUMNS} FROM withdrawals) AS w
+             WHERE w.project_id = k.project_id AND w.foreign_id = k.foreign_id"
         ),
     };
-    let ids = serde_json::to_string(foreign_ids)
-        .map_err(|e| super::corrupt("foreign_id", e.to_string()))?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(project_id)
-        .bind(ids)
+    let rows = super::bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
         .persistent(false)
-        .fetch_all(db.reader())
+        .fetch_all(conn)
         .await?;
     rows.iter().map(from_row).collect()
 }

@@ -33,7 +33,7 @@ use crate::db::jobs;
 use crate::db::limits;
 use crate::db::projects::Project;
 use crate::db::withdrawals::{self as wdb, AddressKey, NewEvent, Withdrawal, WithdrawalExchange};
-use crate::db::{DbError, Tx, WriterConnection};
+use crate::db::{DbError, Tx};
 use crate::domain::policy::{ApprovalRequirement, Scope, Usage};
 use crate::domain::withdrawal::{NewWithdrawal, Status};
 use crate::error::ApiError;
@@ -136,20 +136,20 @@ impl Default for Intake {
     }
 }
 
-/// Batches written one after another on one held writer connection before it goes back to
-/// the pool (see [`crate::db::Db::writer_connection`]). On SQLite the worker's payouts wait
+/// Batches written one after another on the same held connections before they go back to
+/// their pools (see [`dbintake::Held`]). On SQLite the worker's payouts wait
 /// for the one writer connection meanwhile: at most this many batches, a few tens of
 /// milliseconds.
 const BATCHES_PER_CONNECTION: usize = 8;
 
-/// The writing task: batches until the queue is empty, on a writer connection it holds for
-/// up to [`BATCHES_PER_CONNECTION`] of them (and gives back at once after an error).
+/// The writing task: batches until the queue is empty, on connections it holds for up to
+/// [`BATCHES_PER_CONNECTION`] of them (and gives back at once after an error).
 async fn write_queued(state: AppState) {
-    let mut held: Option<WriterConnection> = None;
+    let mut held = dbintake::Held::default();
     let mut batches_on_held = 0;
     while let Some(batch) = state.intake.next_batch() {
-        if held.is_none() || batches_on_held == BATCHES_PER_CONNECTION {
-            held = None;
+        if held.is_empty() || batches_on_held == BATCHES_PER_CONNECTION {
+            held = dbintake::Held::default();
             batches_on_held = 0;
         }
         batches_on_held += 1;
@@ -160,7 +160,7 @@ async fn write_queued(state: AppState) {
             .catch_unwind()
             .await;
         if written.is_err() {
-            held = None;
+            held = dbintake::Held::default();
         }
         match written {
             Ok(answers) => {
@@ -181,7 +181,7 @@ async fn write_queued(state: AppState) {
 async fn write_answering(
     state: &AppState,
     requests: &[Request],
-    held: &mut Option<WriterConnection>,
+    held: &mut dbintake::Held,
 ) -> Vec<Answer> {
     let all: Vec<&Request> = requests.iter().collect();
     let failed = match write_fresh(state, &all, held).await {
@@ -225,13 +225,13 @@ async fn write_answering(
 async fn write_fresh(
     state: &AppState,
     batch: &[&Request],
-    held: &mut Option<WriterConnection>,
+    held: &mut dbintake::Held,
 ) -> Result<Vec<Answer>, DbError> {
     let mut tries = 0;
     loop {
         let done = write(state, batch, held).await;
         if done.is_err() {
-            *held = None;
+            *held = dbintake::Held::default();
         }
         match done {
             Err(e) if e.is_stale() && tries < 3 => tries += 1,
@@ -289,7 +289,7 @@ struct Window {
 async fn write(
     state: &AppState,
     batch: &[&Request],
-    held: &mut Option<WriterConnection>,
+    held: &mut dbintake::Held,
 ) -> Result<Vec<Answer>, DbError> {
     let now = state.now();
     let (hour, day) = limits::buckets(now);
@@ -328,11 +328,7 @@ async fn write(
         buckets: [hour.as_str(), day.as_str()],
         chains: projects.clone(),
     };
-    let conn = match held {
-        Some(conn) => conn,
-        None => held.insert(state.db.writer_connection().await?),
-    };
-    let (mut tx, started) = dbintake::start(&state.db, conn, &reads).await?;
+    let (mut tx, started) = dbintake::start(&state.db, held, &reads).await?;
 
     // Replays: a `foreign_id` already taken gets the answer the first request got.
     let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
