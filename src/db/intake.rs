@@ -171,13 +171,6 @@ const RULE_COLS: Cols = &[
     ("scope", Ty::Text),
     ("currency", Ty::Text),
 ];
-const ADDRESS_COLS: Cols = &[
-    ("i", Ty::Int),
-    ("project_id", Ty::Text),
-    ("currency", Ty::Text),
-    ("address", Ty::Text),
-    ("tag", Ty::Text),
-];
 const BALANCE_COLS: Cols = &[
     ("i", Ty::Int),
     ("project_id", Ty::Text),
@@ -189,39 +182,30 @@ fn index(i: usize) -> i64 {
     i64::try_from(i).unwrap_or(i64::MAX)
 }
 
-async fn in_one_statement(tx: &mut Tx<'_>, keys: &Keys<'_>) -> Result<Started, DbError> {
-    let mut rules = Rows::new(RULE_COLS);
-    for (i, (project_id, scope, currency)) in keys.rules.iter().enumerate() {
-        rules.push(&[
+/// `(i, project_id, scope, currency)` keys (of rules or limit windows) as rows.
+fn rule_rows(keys: &[(&str, Scope, &str)]) -> Rows {
+    let mut rows = Rows::new(RULE_COLS);
+    for (i, (project_id, scope, currency)) in keys.iter().enumerate() {
+        rows.push(&[
             V::Int(index(i)),
             V::Text(project_id),
             V::Text(scope.as_str()),
             V::Text(currency),
         ]);
     }
-    let mut addresses = Rows::new(ADDRESS_COLS);
-    for (i, k) in keys.addresses.iter().enumerate() {
-        addresses.push(&[
-            V::Int(index(i)),
-            V::Text(k.project_id),
-            V::Text(k.currency),
-            V::Text(k.address),
-            V::Text(k.tag),
-        ]);
-    }
+    rows
+}
+
+async fn in_one_statement(tx: &mut Tx<'_>, keys: &Keys<'_>) -> Result<Started, DbError> {
+    let (rules, addresses) = (
+        rule_rows(&keys.rules),
+        wdb::address_key_rows(&keys.addresses),
+    );
     let mut balances_in = Rows::new(BALANCE_COLS);
     for (i, (project_id, currency)) in keys.balances.iter().enumerate() {
         balances_in.push(&[V::Int(index(i)), V::Text(project_id), V::Text(currency)]);
     }
-    let mut windows = Rows::new(RULE_COLS);
-    for (i, (project_id, scope, currency)) in keys.windows.iter().enumerate() {
-        windows.push(&[
-            V::Int(index(i)),
-            V::Text(project_id),
-            V::Text(scope.as_str()),
-            V::Text(currency),
-        ]);
-    }
+    let windows = rule_rows(&keys.windows);
     let mut chains = Rows::new(CHAIN_COLS);
     for (i, project_id) in keys.chains.iter().enumerate() {
         chains.push(&[V::Int(index(i)), V::Text(project_id)]);

@@ -577,6 +577,21 @@ const ADDRESS_KEY_COLS: Cols = &[
     ("tag", Ty::Text),
 ];
 
+/// The keys as rows `(i, project_id, currency, address, tag)`, `i` their place in `keys`.
+pub(crate) fn address_key_rows(keys: &[AddressKey<'_>]) -> Rows {
+    let mut rows = Rows::new(ADDRESS_KEY_COLS);
+    for (i, k) in keys.iter().enumerate() {
+        rows.push(&[
+            V::Int(i64::try_from(i).unwrap_or(i64::MAX)),
+            V::Text(k.project_id),
+            V::Text(k.currency),
+            V::Text(k.address),
+            V::Text(k.tag),
+        ]);
+    }
+    rows
+}
+
 const ADDRESS_COLS: Cols = &[
     ("id", Ty::Int),
     ("project_id", Ty::Text),
@@ -594,16 +609,7 @@ pub async fn address_ids(tx: &mut Tx<'_>, keys: &[AddressKey<'_>]) -> Result<Vec
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut rows = Rows::new(ADDRESS_KEY_COLS);
-    for (i, k) in keys.iter().enumerate() {
-        rows.push(&[
-            V::Int(i as i64),
-            V::Text(k.project_id),
-            V::Text(k.currency),
-            V::Text(k.address),
-            V::Text(k.tag),
-        ]);
-    }
+    let rows = address_key_rows(keys);
     let engine = super::engine_of(tx);
     let (keyed, args) = rows.into_select(engine, 1);
     // Each entry looked up by its unique key on its own, whatever the table's statistics say.
