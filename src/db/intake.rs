@@ -30,7 +30,7 @@ use super::audit::{self, Head};
 use super::balances::{self, Balance};
 use super::batch::{Cols, Rows, Ty, V};
 use super::withdrawals::{self as wdb, AddressKey, IdTable, Withdrawal};
-use super::{Db, DbError, Engine, Tx, WriterConnection, approvals, corrupt, limits};
+use super::{Db, DbError, Engine, HeldConnection, Tx, approvals, corrupt, limits};
 use crate::domain::policy::{LimitSet, Scope, Tier, Usage};
 use sqlx::Row;
 
@@ -79,8 +79,8 @@ pub struct Started {
 /// per batch. Drop it to give both back (after an error: the pool checks them).
 #[derive(Default)]
 pub struct Held {
-    writer: Option<WriterConnection>,
-    reader: Option<WriterConnection>,
+    writer: Option<HeldConnection>,
+    reader: Option<HeldConnection>,
 }
 
 impl Held {

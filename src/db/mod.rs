@@ -43,7 +43,7 @@ pub type Tx<'c> = sqlx::Transaction<'c, Any>;
 
 /// A connection of a pool, held by a task across transactions (see
 /// [`Db::writer_connection`] and [`Db::reader_connection`]).
-pub type WriterConnection = sqlx::pool::PoolConnection<Any>;
+pub type HeldConnection = sqlx::pool::PoolConnection<Any>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -343,18 +343,18 @@ impl Db {
     /// (sqlx checks it before taking it back) and waits for a task to be scheduled; a batch
     /// writer holding its connection pays that once per run of batches, not once per batch.
     /// On SQLite this is the one writer connection: hold it briefly.
-    pub async fn writer_connection(&self) -> Result<WriterConnection, DbError> {
+    pub async fn writer_connection(&self) -> Result<HeldConnection, DbError> {
         Ok(self.write.acquire().await?)
     }
 
     /// A connection of the reading pool, for a task that reads on it again and again (the
     /// same round trip saved as [`Db::writer_connection`]'s).
-    pub async fn reader_connection(&self) -> Result<WriterConnection, DbError> {
+    pub async fn reader_connection(&self) -> Result<HeldConnection, DbError> {
         Ok(self.read.acquire().await?)
     }
 
     /// [`Db::begin`] on a held connection.
-    pub async fn begin_on<'c>(&self, conn: &'c mut WriterConnection) -> Result<Tx<'c>, DbError> {
+    pub async fn begin_on<'c>(&self, conn: &'c mut HeldConnection) -> Result<Tx<'c>, DbError> {
         use sqlx::Connection;
         let tx = match self.engine {
             Engine::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,

@@ -272,6 +272,38 @@ impl TestApp {
     }
 
     /// Number of rows in a table (to show that a refusal wrote nothing).
+    /// Asserts that the project's ledger adds up to its balances and its audit chain is intact.
+    pub async fn assert_books_whole(&self, project_id: &str) {
+        let off = countersign::db::balances::reconcile(&self.state.db, project_id)
+            .await
+            .expect("reconcile");
+        assert!(off.is_empty(), "ledger and balances differ: {off:?}");
+        let chain = countersign::db::audit::verify(&self.state.db, project_id)
+            .await
+            .expect("verify");
+        assert!(
+            matches!(chain, countersign::db::audit::Verdict::Intact { .. }),
+            "{chain:?}"
+        );
+    }
+
+    /// The value of the first `/metrics` line starting with `name`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let now = countersign::clock::Clock::now_ms(&self.clock);
+        let text = self
+            .state
+            .metrics
+            .render(&self.state.db, now)
+            .await
+            .expect("metrics");
+        let line = (text.lines().find(|l| l.starts_with(name)))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a number")
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(sqlx::AssertSqlSafe(format!(
