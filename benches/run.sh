@@ -22,6 +22,7 @@
 #        PG_PREFILL=1          also prefill the PostgreSQL database and load the pages there
 #        CS_BIN, LOADGEN_BIN  use these binaries instead of building them
 #        COUNTERSIGN_WORKER__ENABLED=false  intake alone, nothing paid out (for comparison)
+#        SKIP_SQLITE=1         only the PostgreSQL runs (needs CS_BENCH_PG)
 set -euo pipefail
 
 N=${1:-20000}
@@ -274,32 +275,34 @@ PASSWORD=$(python3 -c 'import secrets; print("bench-" + secrets.token_hex(12))')
 export COUNTERSIGN_BASE_URL=$BASE_URL
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "### SQLite: intake vs baseline (N=$N, C=$C)" >&2
-export COUNTERSIGN_DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc"
-setup_project
-start_server
-sleep 2
-IDLE_RSS=$(rss VmRSS)
-RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db sqlite)
-SUMMARY+=("$(summary_line "sqlite, empty" <<<"$RES")")
-EMPTY_RPS=$(json target.throughput_rps <<<"$RES")
-drained sqlite
-measure_approvals sqlite
-
-if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
-    echo "### SQLite: intake after prefilling $PREFILL_COUNT withdrawals" >&2
-    stop_server
-    cs dev prefill --project "$PROJECT_ID" --count "$PREFILL_COUNT"
+if [[ ${SKIP_SQLITE:-0} != 1 ]]; then
+    echo "### SQLite: intake vs baseline (N=$N, C=$C)" >&2
+    export COUNTERSIGN_DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc"
+    setup_project
     start_server
-    RES=$(loadgen target "${TARGET_ARGS[@]}")
-    SUMMARY+=("$(summary_line "sqlite, $PREFILL_COUNT prefilled" <<<"$RES")")
-    drained "sqlite, prefilled"
-    FULL_RPS=$(json target.throughput_rps <<<"$RES")
-    SUMMARY+=("$(printf '%-28s%s' "prefilled / empty" "$(ratio "$FULL_RPS" "$EMPTY_RPS")")")
-    measure_pages "sqlite, $PREFILL_COUNT rows"
+    sleep 2
+    IDLE_RSS=$(rss VmRSS)
+    RES=$(loadgen compare "${TARGET_ARGS[@]}" --baseline-db sqlite)
+    SUMMARY+=("$(summary_line "sqlite, empty" <<<"$RES")")
+    EMPTY_RPS=$(json target.throughput_rps <<<"$RES")
+    drained sqlite
+    measure_approvals sqlite
+
+    if [[ ${SKIP_PREFILL:-0} != 1 ]]; then
+        echo "### SQLite: intake after prefilling $PREFILL_COUNT withdrawals" >&2
+        stop_server
+        cs dev prefill --project "$PROJECT_ID" --count "$PREFILL_COUNT"
+        start_server
+        RES=$(loadgen target "${TARGET_ARGS[@]}")
+        SUMMARY+=("$(summary_line "sqlite, $PREFILL_COUNT prefilled" <<<"$RES")")
+        drained "sqlite, prefilled"
+        FULL_RPS=$(json target.throughput_rps <<<"$RES")
+        SUMMARY+=("$(printf '%-28s%s' "prefilled / empty" "$(ratio "$FULL_RPS" "$EMPTY_RPS")")")
+        measure_pages "sqlite, $PREFILL_COUNT rows"
+    fi
+    memory_line sqlite
+    stop_server
 fi
-memory_line sqlite
-stop_server
 
 if [[ -n $PG_ADMIN_URL ]]; then
     echo "### PostgreSQL: intake vs baseline (N=$N, C=$C)" >&2

@@ -282,7 +282,7 @@ impl Worker {
 
     /// Moves payouts along: hands each to the rail when `approved`, asks the rail where it
     /// stands when `processing` (side by side, up to `worker.concurrency` at once), then
-    /// records everything the rail said in one transaction (see `svc::change_many`). A
+    /// records everything the rail said in one transaction (see `svc::record_payouts`). A
     /// failure of that transaction retries every job in it; the changes are conditional on
     /// the status read, so a retry never moves a withdrawal twice.
     async fn payouts(&self, jobs: Vec<Job>) -> Vec<(Job, Outcome)> {
@@ -362,7 +362,7 @@ impl Worker {
                 )
             })
             .collect();
-        match svc::change_many(&self.state, &changes).await {
+        match svc::record_payouts(&self.state, &changes).await {
             // Moved, or someone else (another instance, a cancel) moved it on first: either
             // way nothing is left to do here.
             Ok(_) => answered.extend(steps.into_iter().map(|(job, _)| (job, Outcome::Done))),

@@ -463,11 +463,31 @@ pub async fn set_statuses(
             V::OptText(w.txid),
         ]);
     }
-    let (select, args) = rows.into_select(super::engine_of(tx), 2);
+    let engine = super::engine_of(tx);
+    let (select, args) = rows.into_select(engine, 2);
+    // On PostgreSQL the rows are locked in id order first, so that two transactions moving
+    // some of the same withdrawals queue on the first they share instead of each taking one
+    // the other needs (the worker's payouts lock their withdrawals before anything else: see
+    // `service::withdrawals::record_payouts`). SQLite's writer holds the whole database.
+    let (with, locked) = match engine {
+        super::Engine::Postgres => (
+            format!(
+                "WITH v AS ({select}), locked AS (
+                   SELECT w.id FROM withdrawals w JOIN v ON w.id = v.wid AND w.status = v.from_status
+                   ORDER BY w.id FOR UPDATE OF w) "
+            ),
+            " AND withdrawals.id IN (SELECT id FROM locked)",
+        ),
+        super::Engine::Sqlite => (String::new(), ""),
+    };
+    let from = match engine {
+        super::Engine::Postgres => "v".to_string(),
+        super::Engine::Sqlite => format!("({select}) AS v"),
+    };
     let sql = format!(
-        "UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
+        "{with}UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
             txid = COALESCE(v.new_txid, withdrawals.txid), updated_at = $1
-         FROM ({select}) AS v WHERE withdrawals.id = v.wid AND withdrawals.status = v.from_status
+         FROM {from} WHERE withdrawals.id = v.wid AND withdrawals.status = v.from_status{locked}
          RETURNING id"
     );
     // Not kept prepared: a plan made while the table was small (a hash join over all of it)

@@ -266,17 +266,17 @@ pub async fn change(
     }
 }
 
-/// [`change`] for several withdrawals in one transaction (the worker's payouts): one
-/// statement per table for all of them. Each answer is the withdrawal after its change, or
-/// `None` when it was no longer in the status it was read in (or the event does not apply
-/// to that status): someone else moved it first.
+/// [`change`] for several withdrawals in one transaction: one statement per table for all of
+/// them. Each answer is the withdrawal after its change, or `None` when it was no longer in
+/// the status it was read in (or the event does not apply to that status): someone else
+/// moved it first.
 pub async fn change_many(
     state: &AppState,
     items: &[(&Withdrawal, Change<'_>)],
 ) -> Result<Vec<Option<Withdrawal>>, ChangeError> {
     let mut tx = state.db.begin().await?;
     // Lock order: balances (sorted), then the withdrawals (in the status update).
-    let mut held: BTreeMap<(String, String), Option<balances::Balance>> = BTreeMap::new();
+    let mut held: HeldBalances = BTreeMap::new();
     for (w, change) in items {
         if matches!(transition(w.status, change.event), Ok((_, f)) if f != FundsEffect::None) {
             let (currency, _) = w.held();
@@ -287,7 +287,38 @@ pub async fn change_many(
         *slot = balances::lock(&state.db, &mut tx, project_id, currency).await?;
     }
     let refs: Vec<(&Withdrawal, &Change)> = items.iter().map(|(w, c)| (*w, c)).collect();
-    let afters = changes_in(state, &mut tx, &refs, &mut held).await?;
+    let afters = changes_in(state, &mut tx, &refs, Locking::Held(&mut held)).await?;
+    committed(state, tx, afters).await
+}
+
+/// [`change_many`] for the worker's payouts: what the rail said about withdrawals it had
+/// been handed (`approved`) or is paying out (`processing`), several in one transaction.
+///
+/// It takes its locks in another order than every other change: the withdrawals first, then
+/// the balances, the limit usage and the audit chains. That keeps the rows every new
+/// withdrawal of the project needs (the balance and the chain head) for the last round trips
+/// of the transaction only, not while the withdrawals' statuses, timeline and jobs are
+/// written. The order is safe because no one but the worker moves an `approved` or
+/// `processing` withdrawal ([`transition`]: only the rail's events apply to them), so no
+/// transaction that holds a balance ever waits for one of these rows; and the rows are locked
+/// in id order, so two instances that pick up the same payouts (a lease ran out) queue rather
+/// than deadlock.
+pub async fn record_payouts(
+    state: &AppState,
+    items: &[(&Withdrawal, Change<'_>)],
+) -> Result<Vec<Option<Withdrawal>>, ChangeError> {
+    let mut tx = state.db.begin().await?;
+    let refs: Vec<(&Withdrawal, &Change)> = items.iter().map(|(w, c)| (*w, c)).collect();
+    let afters = changes_in(state, &mut tx, &refs, Locking::AfterStatuses).await?;
+    committed(state, tx, afters).await
+}
+
+/// Commits the changes and counts the withdrawals moved; wakes the worker for their jobs.
+async fn committed(
+    state: &AppState,
+    tx: Tx<'_>,
+    afters: Vec<Option<Withdrawal>>,
+) -> Result<Vec<Option<Withdrawal>>, ChangeError> {
     tx.commit().await.map_err(DbError::from)?;
     state.wake.notify_one();
     for after in afters.iter().flatten() {
@@ -297,7 +328,8 @@ pub async fn change_many(
 }
 
 /// Locks the balance `event` will move funds on, if it moves any. Lock order everywhere:
-/// balance, then withdrawal, then limit usage, then audit head.
+/// balance, then withdrawal, then limit usage, then audit head (the worker's payouts take
+/// their withdrawals first, which is safe for them alone: see [`record_payouts`]).
 pub(crate) async fn lock_funds(
     state: &AppState,
     tx: &mut Tx<'_>,
@@ -328,10 +360,12 @@ pub(crate) async fn change_in(
         let (currency, _) = w.held();
         held.insert((w.project_id.clone(), currency.to_string()), Some(b));
     }
-    Ok(changes_in(state, tx, &[(w, change)], &mut held)
-        .await?
-        .pop()
-        .flatten())
+    Ok(
+        changes_in(state, tx, &[(w, change)], Locking::Held(&mut held))
+            .await?
+            .pop()
+            .flatten(),
+    )
 }
 
 /// A release or debit of a withdrawal's held funds.
@@ -340,15 +374,23 @@ type Move = (LedgerKind, Decimal, i64);
 /// Balances a transaction holds, by project and currency (`None`: there is no such row).
 type HeldBalances = BTreeMap<(String, String), Option<balances::Balance>>;
 
-/// The changes inside the caller's transaction, which holds (in `held`) every balance they
-/// move funds on; `held` is kept up to date. One statement per table for all of them: the
-/// conditional status writes, each balance's ledger entries, the timeline events, the outbox
-/// rows, the audit records. Each answer is `None` when that withdrawal was not moved.
+/// When [`changes_in`] has the balances it moves funds on.
+enum Locking<'h> {
+    /// The caller locked them before anything else (and `held` is kept up to date).
+    Held(&'h mut HeldBalances),
+    /// Locked once the statuses, timeline events and jobs are written: the worker's payouts
+    /// (see [`record_payouts`]).
+    AfterStatuses,
+}
+
+/// The changes inside the caller's transaction. One statement per table for all of them:
+/// the conditional status writes, each balance's ledger entries, the timeline events, the
+/// outbox rows, the audit records. Each answer is `None` when that withdrawal was not moved.
 async fn changes_in(
     state: &AppState,
     tx: &mut Tx<'_>,
     items: &[(&Withdrawal, &Change<'_>)],
-    held: &mut HeldBalances,
+    locking: Locking<'_>,
 ) -> Result<Vec<Option<Withdrawal>>, ChangeError> {
     let now = state.now();
     let mut writes = Vec::new();
@@ -357,6 +399,11 @@ async fn changes_in(
         // One change per withdrawal: a second one for the same withdrawal (two jobs that
         // should not both exist) is not made, rather than moving its funds twice.
         if items[..i].iter().any(|(other, _)| other.id == w.id) {
+            continue;
+        }
+        // (Only the worker's payouts lock their withdrawals first: see `record_payouts`.)
+        let late = matches!(locking, Locking::AfterStatuses);
+        if late && !matches!(w.status, Status::Approved | Status::Processing) {
             continue;
         }
         if let Ok((to, funds)) = transition(w.status, change.event) {
@@ -376,8 +423,61 @@ async fn changes_in(
         .filter(|&(i, _, _)| moved.contains(&items[i].0.id))
         .collect();
 
-    // Every row written below goes in `out`, sent once the rows to lock are locked.
+    let mut answers: Vec<Option<Withdrawal>> = vec![None; items.len()];
+    for &(i, to, _) in &planned {
+        let (w, change) = items[i];
+        let mut after = w.clone();
+        after.status = to;
+        after.updated_at = now;
+        if let Some(e) = change.error {
+            after.error = e.to_string();
+        }
+        if let Some(t) = change.txid {
+            after.txid = Some(t.to_string());
+        }
+        answers[i] = Some(after);
+    }
+    let events: Vec<wdb::NewEvent> = planned
+        .iter()
+        .map(|&(i, to, _)| {
+            let (w, change) = items[i];
+            wdb::NewEvent {
+                withdrawal_id: w.id,
+                from: Some(w.status),
+                to,
+                actor_kind: change.actor.kind(),
+                actor_id: change.actor.id(),
+                note: change.note,
+            }
+        })
+        .collect();
+    // The rows to write go in `out`, sent as one statement at the end (the worker's payouts
+    // send the events and jobs before they lock the balances, and the rest at the end).
     let mut out = Writes::new(crate::db::engine_of(tx));
+    wdb::push_events(&mut out, &events, now);
+    let mut outbox = Vec::new();
+    for &(i, to, _) in &planned {
+        let Some(after) = &answers[i] else { continue };
+        outbox.extend(effects(state, after, now));
+        if to == Status::Processing {
+            outbox.push(NewJob {
+                kind: JobKind::PayoutCheck,
+                project_id: &after.project_id,
+                withdrawal_id: Some(after.id),
+                dedupe_key: format!("payout_check:{}", after.id),
+                payload: "{}".into(),
+                run_at: items[i].1.check_at.unwrap_or(now),
+                deadline: None,
+            });
+        }
+    }
+    jobs::push_jobs(&mut out, &outbox, now);
+    for &(i, _, _) in &planned {
+        let (w, change) = items[i];
+        if let (Status::Pending, Some(after)) = (w.status, &answers[i]) {
+            alerts::on_decided(tx, state, after, change.actor, change.note, now).await?;
+        }
+    }
     // Funds: per balance, every release or debit.
     let mut moves: BTreeMap<(String, String), Vec<Move>> = BTreeMap::new();
     for &(i, _, funds) in &planned {
@@ -391,6 +491,20 @@ async fn changes_in(
         let key = (w.project_id.clone(), currency.to_string());
         moves.entry(key).or_default().push((kind, amount, w.id));
     }
+    let mut locked = HeldBalances::new();
+    let held = match locking {
+        Locking::Held(held) => held,
+        Locking::AfterStatuses => {
+            // The statuses, events and jobs go now; the rest once the balances are locked.
+            out.run(tx).await?;
+            out = Writes::new(crate::db::engine_of(tx));
+            for (project_id, currency) in moves.keys() {
+                let b = balances::lock(&state.db, tx, project_id, currency).await?;
+                locked.insert((project_id.clone(), currency.clone()), b);
+            }
+            &mut locked
+        }
+    };
     for (key, list) in moves {
         let Some(Some(balance)) = held.get(&key).copied() else {
             return Err(ChangeError::Db(crate::db::corrupt(
@@ -425,58 +539,6 @@ async fn changes_in(
         limits::add_usage(tx, &w.project_id, w.scope, &w.currency, buckets, minus).await?;
     }
 
-    let mut answers: Vec<Option<Withdrawal>> = vec![None; items.len()];
-    for &(i, to, _) in &planned {
-        let (w, change) = items[i];
-        let mut after = w.clone();
-        after.status = to;
-        after.updated_at = now;
-        if let Some(e) = change.error {
-            after.error = e.to_string();
-        }
-        if let Some(t) = change.txid {
-            after.txid = Some(t.to_string());
-        }
-        answers[i] = Some(after);
-    }
-    let events: Vec<wdb::NewEvent> = planned
-        .iter()
-        .map(|&(i, to, _)| {
-            let (w, change) = items[i];
-            wdb::NewEvent {
-                withdrawal_id: w.id,
-                from: Some(w.status),
-                to,
-                actor_kind: change.actor.kind(),
-                actor_id: change.actor.id(),
-                note: change.note,
-            }
-        })
-        .collect();
-    wdb::push_events(&mut out, &events, now);
-    let mut outbox = Vec::new();
-    for &(i, to, _) in &planned {
-        let Some(after) = &answers[i] else { continue };
-        outbox.extend(effects(state, after, now));
-        if to == Status::Processing {
-            outbox.push(NewJob {
-                kind: JobKind::PayoutCheck,
-                project_id: &after.project_id,
-                withdrawal_id: Some(after.id),
-                dedupe_key: format!("payout_check:{}", after.id),
-                payload: "{}".into(),
-                run_at: items[i].1.check_at.unwrap_or(now),
-                deadline: None,
-            });
-        }
-    }
-    jobs::push_jobs(&mut out, &outbox, now);
-    for &(i, _, _) in &planned {
-        let (w, change) = items[i];
-        if let (Status::Pending, Some(after)) = (w.status, &answers[i]) {
-            alerts::on_decided(tx, state, after, change.actor, change.note, now).await?;
-        }
-    }
     let records: Vec<audit::Entry> = planned
         .iter()
         .map(|&(i, to, _)| {

@@ -1,4 +1,4 @@
-use crate::helpers::{BTC_ADDR, spawn_app};
+use crate::helpers::{BTC_ADDR, spawn_app, spawn_app_with};
 use countersign::db::audit::{Actor, Origin};
 use countersign::db::{balances, withdrawals as wdb};
 use countersign::domain::withdrawal::Event;
@@ -575,4 +575,122 @@ async fn batched_writes_that_miss_their_rows_leave_nothing_behind() {
     writes.run(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(app.count("limit_usage").await, 2);
+}
+
+/// The worker's payouts lock their withdrawals before the balance (`svc::record_payouts`).
+/// Two instances recording the same rail answers at once (as when a lease ran out), in
+/// opposite orders and while new withdrawals of the project are written: each withdrawal moves
+/// once, its funds are debited once, nothing waits for ever, and the books stay whole. A
+/// pending withdrawal handed to it is not moved: only approved and processing withdrawals,
+/// which no one else moves, are its to lock first.
+#[tokio::test]
+async fn payouts_recorded_twice_at_once_beside_new_withdrawals_move_each_withdrawal_once() {
+    let app = spawn_app_with(|s| s.worker.enabled = false).await;
+    app.credit("SBX", "100").await;
+    for i in 0..8 {
+        let (code, v) = app
+            .withdraw(&format!("p{i}"), "SBX", "1", "sbx_wallet_1")
+            .await;
+        assert_eq!(
+            (code, &v["data"]["approval_required"]),
+            (200, &json!(false)),
+            "{v}"
+        );
+    }
+    let read = |prefix: &'static str| {
+        let db = app.state.db.clone();
+        let project_id = app.project_id().to_string();
+        async move {
+            let mut ws = Vec::new();
+            for i in 0..8 {
+                let foreign_id = format!("{prefix}{i}");
+                ws.push(
+                    wdb::by_foreign_id(&db, &project_id, &foreign_id)
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            ws
+        }
+    };
+    let origin = Origin::default();
+    let step = |event| Change {
+        event,
+        actor: &Actor::System,
+        note: "the rail said so",
+        error: None,
+        txid: Some("sbx_tx"),
+        check_at: Some(0),
+        origin: &origin,
+    };
+    for (round, (event, to)) in [
+        (Event::PayoutSubmitted, "processing"),
+        (Event::PayoutConfirmed, "confirmed"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ws = read("p").await;
+        let forward: Vec<_> = ws.iter().map(|w| (w, step(event))).collect();
+        let backward: Vec<_> = ws.iter().rev().map(|w| (w, step(event))).collect();
+        let new_ones = async {
+            let mut codes = Vec::new();
+            for i in 0..4 {
+                let foreign_id = format!("n{round}-{i}");
+                codes.push(
+                    app.withdraw(&foreign_id, "SBX", "1", "sbx_wallet_2")
+                        .await
+                        .0,
+                );
+            }
+            codes
+        };
+        let (a, b, codes) = tokio::join!(
+            svc::record_payouts(&app.state, &forward),
+            svc::record_payouts(&app.state, &backward),
+            new_ones
+        );
+        let (a, mut b) = (a.unwrap(), b.unwrap());
+        b.reverse();
+        assert_eq!(codes, [200; 4]);
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let moved: Vec<_> = [x, y].into_iter().flatten().collect();
+            assert_eq!(moved.len(), 1, "p{i} moved by {} recorders", moved.len());
+            assert_eq!(moved[0].status.as_str(), to);
+        }
+        for w in read("p").await {
+            assert_eq!(w.status.as_str(), to);
+        }
+    }
+    let debits: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'debit'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(debits, 8);
+    // 8 paid out, 8 new ones held.
+    assert_eq!(
+        app.balance("SBX").await,
+        ("84.00000000".into(), "8.00000000".into())
+    );
+    app.assert_books_whole(app.project_id()).await;
+
+    // A pending withdrawal is not the payouts' to move.
+    app.credit("BTC", "1").await;
+    let (_, v) = app.withdraw("waits", "BTC", "0.5", BTC_ADDR).await;
+    assert_eq!(v["data"]["status"], "pending");
+    let w = wdb::by_foreign_id(&app.state.db, app.project_id(), "waits")
+        .await
+        .unwrap()
+        .unwrap();
+    let answers = svc::record_payouts(&app.state, &[(&w, step(Event::Cancel))])
+        .await
+        .unwrap();
+    assert!(answers[0].is_none());
+    let after = wdb::by_id(&app.state.db, w.id).await.unwrap().unwrap();
+    assert_eq!(after.status.as_str(), "pending");
+    app.assert_books_whole(app.project_id()).await;
 }
