@@ -469,20 +469,17 @@ pub async fn set_statuses(
     // some of the same withdrawals queue on the first they share instead of each taking one
     // the other needs (the worker's payouts lock their withdrawals before anything else: see
     // `service::withdrawals::record_payouts`). SQLite's writer holds the whole database.
-    let (with, locked) = match engine {
+    let (with, from, locked) = match engine {
         super::Engine::Postgres => (
             format!(
                 "WITH v AS ({select}), locked AS (
                    SELECT w.id FROM withdrawals w JOIN v ON w.id = v.wid AND w.status = v.from_status
                    ORDER BY w.id FOR UPDATE OF w) "
             ),
+            "v".to_string(),
             " AND withdrawals.id IN (SELECT id FROM locked)",
         ),
-        super::Engine::Sqlite => (String::new(), ""),
-    };
-    let from = match engine {
-        super::Engine::Postgres => "v".to_string(),
-        super::Engine::Sqlite => format!("({select}) AS v"),
+        super::Engine::Sqlite => (String::new(), format!("({select}) AS v"), ""),
     };
     let sql = format!(
         "{with}UPDATE withdrawals SET status = v.to_status, error = COALESCE(v.new_error, withdrawals.error),
