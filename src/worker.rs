@@ -3,10 +3,10 @@
 //! Several instances may run it against one database; leases keep each job with one runner
 //! at a time.
 
-use crate::clock::MINUTE_MS;
+use crate::clock::{DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::db::audit::{Actor, Origin};
 use crate::db::jobs::{self, Attempt, Job, JobKind};
-use crate::db::{DbError, projects, slack as slack_db, withdrawals as wdb};
+use crate::db::{DbError, projects, sessions, slack as slack_db, withdrawals as wdb};
 use crate::domain::withdrawal::{Event, Status};
 use crate::notify::callback::{CallbackJob, retry_delay_ms, signed_headers};
 use crate::notify::slack_send::{self, SendResult};
@@ -14,6 +14,7 @@ use crate::payout::{PayoutError, PayoutRequest, PayoutState};
 use crate::service::withdrawals::{self as svc, Change, ChangeError};
 use crate::state::AppState;
 use futures_util::stream::{self, StreamExt};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -57,7 +58,16 @@ type DoneSender = tokio::sync::mpsc::UnboundedSender<i64>;
 pub struct Worker {
     state: AppState,
     owner: String,
+    /// When this worker last purged dead sessions (by the service's clock).
+    purged_at: AtomicI64,
 }
+
+/// How often each worker deletes dead sessions, and how long a session stays after it died
+/// (so that a look at the table shows the day's sign-outs and expiries).
+const SESSION_PURGE_EVERY_MS: i64 = HOUR_MS;
+const SESSION_KEPT_DEAD_MS: i64 = DAY_MS;
+/// Sessions deleted per statement (each a short write).
+const SESSION_PURGE_BATCH: i64 = 1_000;
 
 impl Worker {
     pub fn new(state: AppState) -> Worker {
@@ -66,7 +76,11 @@ impl Worker {
             std::process::id(),
             crate::crypto::random_token::<6>().unwrap_or_default()
         );
-        Worker { state, owner }
+        Worker {
+            state,
+            owner,
+            purged_at: AtomicI64::new(i64::MIN),
+        }
     }
 
     /// This worker's lease owner id (unique per run).
@@ -131,6 +145,7 @@ impl Worker {
     pub async fn round(&self, stop: &watch::Receiver<bool>) -> Result<usize, DbError> {
         let expired = svc::expire_due(&self.state).await?
             + crate::service::confirmation::expire_due(&self.state).await?;
+        self.purge_sessions().await;
         let s = &self.state.settings.worker;
         let now = self.state.now();
         let lease_ms = i64::try_from(s.lease_secs).unwrap_or(60) * 1000;
@@ -202,6 +217,41 @@ impl Worker {
             return Err(e);
         }
         Ok(expired + n)
+    }
+
+    /// Deletes the sessions that died more than a day ago, once an hour per worker (several
+    /// instances may each do it: deleting the dead twice deletes nothing). A failure is
+    /// logged and tried again an hour later; it does not hold up the round.
+    async fn purge_sessions(&self) {
+        let now = self.state.now();
+        let last = self.purged_at.load(Ordering::Relaxed);
+        if last != i64::MIN && now - last < SESSION_PURGE_EVERY_MS {
+            return;
+        }
+        self.purged_at.store(now, Ordering::Relaxed);
+        let idle_ms = i64::try_from(self.state.settings.sessions.idle_minutes)
+            .unwrap_or(30)
+            .saturating_mul(MINUTE_MS);
+        let dead_before = now - SESSION_KEPT_DEAD_MS;
+        let mut purged = 0;
+        loop {
+            let db = &self.state.db;
+            match sessions::purge(db, dead_before, idle_ms, SESSION_PURGE_BATCH).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < SESSION_PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge dead sessions; will try again");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(sessions = purged, "purged dead sessions");
+        }
     }
 
     /// Records what became of `job`: a retry or a death here, a done job through `done` (to

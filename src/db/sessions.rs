@@ -164,3 +164,21 @@ pub async fn set_return_to(db: &Db, id_hash: &str, to: Option<&str>) -> Result<(
         .await?;
     Ok(())
 }
+
+/// Deletes up to `limit` sessions that were dead before `dead_before`: ended, past their
+/// absolute expiry, or unused for longer than `idle_ms`. Returns how many. Nothing reads a
+/// dead session (`auth::session::load` treats it as no session at all), so this only keeps
+/// the table, with every sign-in page's anonymous session and every `return_to`, from
+/// growing for ever.
+pub async fn purge(db: &Db, dead_before: i64, idle_ms: i64, limit: i64) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions
+           WHERE ended_at < $1 OR absolute_expiry < $1 OR last_seen_at < $2 LIMIT $3)",
+    )
+    .bind(dead_before)
+    .bind(dead_before - idle_ms)
+    .bind(limit)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}

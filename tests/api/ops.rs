@@ -1,5 +1,6 @@
 //! Operations: health and readiness, the metrics listener and what it reports, graceful
-//! shutdown of the worker, and migrations run from several instances at once.
+//! shutdown of the worker, migrations run from several instances at once, and the purge of dead
+//! sessions.
 
 use crate::helpers::{
     BTC_ADDR, Receiver, TestApp, eventually, fresh_database_url, spawn_app, spawn_app_with,
@@ -603,4 +604,65 @@ async fn work_in_motion_is_found_through_the_in_flight_indexes() {
             .join("\n");
         assert!(plan.contains(index), "{sql}\nshould use {index}:\n{plan}");
     }
+}
+
+/// The worker deletes sessions that died more than a day ago (ended, past their absolute
+/// expiry, or unused past the idle timeout), once an hour; live sessions and those that died
+/// within the day stay.
+#[tokio::test]
+async fn the_worker_purges_sessions_dead_for_more_than_a_day() {
+    use countersign::clock::{DAY_MS, HOUR_MS, MINUTE_MS};
+    use countersign::db::sessions::{self, SessionRow, Stage};
+    let app = spawn_app().await;
+    // The worker purges when it starts, then an hour later. The rows are set as of then.
+    let later = app.clock.now_ms() + 2 * HOUR_MS;
+    let db = &app.state.db;
+    let put = |id: &'static str, last_seen_at: i64, absolute_expiry: i64| {
+        let row = SessionRow {
+            id_hash: id.to_string(),
+            user_id: None,
+            stage: Stage::Anon,
+            generation: 0,
+            csrf_token: "csrf".into(),
+            return_to: Some("/approve/secret".into()),
+            created_at: last_seen_at - MINUTE_MS,
+            last_seen_at,
+            absolute_expiry,
+            verified_at: None,
+            ip: None,
+            user_agent: None,
+        };
+        async move { sessions::insert(db, &row).await.unwrap() }
+    };
+    // Dead for more than a day as of `later`, not yet as of now (a purge may run meanwhile).
+    let died = later - DAY_MS - 30 * MINUTE_MS;
+    put("live", later - MINUTE_MS, later + HOUR_MS).await;
+    // Unused for 30 minutes (the idle timeout) since `died - 30 minutes`.
+    put("idle", died - 30 * MINUTE_MS, later + HOUR_MS).await;
+    put("expired", later - MINUTE_MS, died).await;
+    put("ended", died - MINUTE_MS, later + HOUR_MS).await;
+    sessions::end(db, "ended", died).await.unwrap();
+    put("ended-today", later - 2 * HOUR_MS, later + HOUR_MS).await;
+    sessions::end(db, "ended-today", later - HOUR_MS)
+        .await
+        .unwrap();
+    let left = || async {
+        let rows = sqlx::query("SELECT id_hash FROM sessions ORDER BY id_hash")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "id_hash"))
+            .collect::<Vec<_>>()
+    };
+    // Not before the hour is up.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(left().await.len(), 5);
+    app.clock.set_ms(later);
+    let kept = eventually("the dead sessions purged", || async {
+        let ids = left().await;
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
+    assert_eq!(kept, ["ended-today", "live"]);
 }
