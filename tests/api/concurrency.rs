@@ -305,13 +305,9 @@ async fn withdrawals_queued_behind_a_held_balance_are_written_together_by_the_sa
     assert_eq!((approved.len(), pending, refused), (10, 10, 10));
     assert_eq!(app.count("withdrawals").await, 20);
     // One creation event each (the worker may already have added payout events).
-    let created: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM withdrawal_events WHERE from_status IS NULL")
-            .fetch_one(app.state.db.reader())
-            .await
-            .unwrap(),
-        "n",
-    );
+    let created = app
+        .count("withdrawal_events WHERE from_status IS NULL")
+        .await;
     assert_eq!(created, 20);
     // At most two transactions wrote the 20: what the writer took first, then the rest.
     assert_eq!(app.metric("countersign_intake_batch_size_sum").await, 20.0);
@@ -459,13 +455,7 @@ async fn a_batch_of_two_projects_with_replays_and_refusals_answers_each_as_alone
     assert_eq!(count(app.project_id().to_string()).await, 4);
     assert_eq!(count(other.project_id.clone()).await, 3);
     // One address book entry per project and address used.
-    let entries: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM payout_addresses")
-            .fetch_one(app.state.db.reader())
-            .await
-            .unwrap(),
-        "n",
-    );
+    let entries = app.count("payout_addresses").await;
     let new_used_by_other = answers
         .iter()
         .zip(&requests)
@@ -508,13 +498,7 @@ async fn a_batch_of_changes_moves_each_withdrawal_once() {
     assert_eq!(answers.len(), 2);
     assert_eq!(answers[0].as_ref().unwrap().status.as_str(), "cancelled");
     assert!(answers[1].is_none());
-    let releases: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'release'")
-            .fetch_one(app.state.db.reader())
-            .await
-            .unwrap(),
-        "n",
-    );
+    let releases = app.count("ledger_entries WHERE kind = 'release'").await;
     assert_eq!(releases, 1);
     assert_eq!(app.balance("BTC").await.1, "0.00000000");
     assert!(
@@ -663,13 +647,7 @@ async fn payouts_recorded_twice_at_once_beside_new_withdrawals_move_each_withdra
             assert_eq!(w.status.as_str(), to);
         }
     }
-    let debits: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'debit'")
-            .fetch_one(app.state.db.reader())
-            .await
-            .unwrap(),
-        "n",
-    );
+    let debits = app.count("ledger_entries WHERE kind = 'debit'").await;
     assert_eq!(debits, 8);
     // 8 paid out, 8 new ones held.
     assert_eq!(

@@ -304,10 +304,11 @@ impl TestApp {
             .expect("a number")
     }
 
-    pub async fn count(&self, table: &str) -> i64 {
+    /// The number of rows of `from`: a table, or a table and a `WHERE` clause.
+    pub async fn count(&self, from: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n FROM {table}"
+            "SELECT COUNT(*) AS n FROM {from}"
         )))
         .fetch_one(self.state.db.reader())
         .await
