@@ -224,14 +224,11 @@ impl Worker {
     /// logged and tried again an hour later; it does not hold up the round.
     async fn purge_sessions(&self) {
         let now = self.state.now();
-        let last = self.purged_at.load(Ordering::Relaxed);
-        if last != i64::MIN && now - last < SESSION_PURGE_EVERY_MS {
+        if now.saturating_sub(self.purged_at.load(Ordering::Relaxed)) < SESSION_PURGE_EVERY_MS {
             return;
         }
         self.purged_at.store(now, Ordering::Relaxed);
-        let idle_ms = i64::try_from(self.state.settings.sessions.idle_minutes)
-            .unwrap_or(30)
-            .saturating_mul(MINUTE_MS);
+        let idle_ms = crate::auth::session::idle_ms(&self.state);
         let dead_before = now - SESSION_KEPT_DEAD_MS;
         let mut purged = 0;
         loop {

@@ -26,7 +26,7 @@ pub struct Current {
     pub user: Option<User>,
 }
 
-fn idle_ms(state: &AppState) -> i64 {
+pub(crate) fn idle_ms(state: &AppState) -> i64 {
     i64::try_from(state.settings.sessions.idle_minutes).unwrap_or(30) * 60_000
 }
 
