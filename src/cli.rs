@@ -192,6 +192,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let db = open_db(&settings).await?;
             let key = master_key(&settings)?;
+            if let Some(u) = callback_url.as_deref().filter(|u| !u.is_empty()) {
+                check_reachable(&settings, u).await?;
+            }
             let creds = psvc::create(
                 &db,
                 &key,
@@ -212,6 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let url = (!url.is_empty()).then_some(url);
             if let Some(u) = &url {
                 psvc::check_callback_url(u)?;
+                check_reachable(&settings, u).await?;
             }
             if !projects::set_callback_url(&db, &project, url.as_deref()).await? {
                 bail!("no project {project}");
@@ -382,4 +386,13 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Refuses a callback URL that leads outside the public internet unless
+/// `outbound.allowed_networks` allows it (deliveries would be refused: see `notify::outbound`).
+async fn check_reachable(settings: &Settings, url: &str) -> anyhow::Result<()> {
+    crate::notify::outbound::OutboundPolicy::new(settings.outbound.allowed_networks.clone())
+        .check_url_resolving(url)
+        .await
+        .map_err(|r| anyhow::anyhow!("callback URL: {}", r.reason()))
 }

@@ -39,6 +39,7 @@ pub struct Settings {
     pub payout: PayoutSettings,
     pub sandbox: SandboxSettings,
     pub callbacks: CallbackSettings,
+    pub outbound: OutboundSettings,
     pub gate: GateSettings,
     pub worker: WorkerSettings,
     pub rates: RateSettings,
@@ -78,6 +79,9 @@ pub struct SessionSettings {
     pub idle_minutes: u64,
     /// A session ends this long after sign-in, used or not.
     pub absolute_hours: u64,
+    /// Password attempts per client address per minute (sign-in page and admin API token
+    /// together; a burst that refills evenly); 0 = no limit. See `auth::throttle`.
+    pub signin_attempts_per_minute: u32,
 }
 
 impl Default for SessionSettings {
@@ -85,6 +89,7 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_minutes: 30,
             absolute_hours: 12,
+            signin_attempts_per_minute: 20,
         }
     }
 }
@@ -181,6 +186,18 @@ pub struct CallbackSettings {
     pub timeout_secs: u64,
     /// How long a callback is retried before its delivery is marked dead.
     pub give_up_after_hours: u64,
+}
+
+/// Where owner-set URLs (merchant callbacks, the operator gate, Slack) may lead: the public
+/// internet, plus the networks listed here (see `notify::outbound`).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Networks outside the public internet that owner-set URLs may reach anyway, e.g.
+    /// `["10.20.0.0/16"]` for a merchant whose callback receiver is on the private network.
+    /// Empty (the default): loopback, private, link-local and other non-public addresses are
+    /// refused. `countersign demo` allows loopback when this is empty.
+    pub allowed_networks: Vec<Network>,
 }
 
 /// The operator gate: how long a new withdrawal waits for the validation webhook's answer.
@@ -286,6 +303,7 @@ impl Default for Settings {
             payout: PayoutSettings::default(),
             sandbox: SandboxSettings::default(),
             callbacks: CallbackSettings::default(),
+            outbound: OutboundSettings::default(),
             gate: GateSettings::default(),
             worker: WorkerSettings::default(),
             rates: RateSettings::default(),

@@ -61,6 +61,13 @@ pub async fn run(mut settings: Settings, traffic: bool) -> anyhow::Result<()> {
     settings.secret_key_file = Some("countersign-demo.key".into());
     settings.sandbox.confirm_delay_secs = 20;
     settings.sandbox.fail_addresses = vec!["sbx_demo_blocked".into()];
+    // Trying callbacks or Slack against a receiver on this machine is part of a demo.
+    if settings.outbound.allowed_networks.is_empty() {
+        settings.outbound.allowed_networks = ["127.0.0.0/8", "::1"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+    }
     let app = Application::build(settings).await?;
     let state = app.state().clone();
     let (creds, people) = seed(&state).await.context("seeding the demo")?;

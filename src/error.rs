@@ -184,7 +184,9 @@ impl ResponseError for ApiError {
 /// its URL: a merchant's callback or webhook URL, a feed's or a rail's, can carry a credential,
 /// and these texts are logged and shown to the project's members.
 pub fn describe_http_failure(e: reqwest::Error) -> String {
-    if e.is_timeout() {
+    if let Some(refused) = crate::notify::outbound::refusal_of(&e) {
+        refused.to_string()
+    } else if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
         "connection failed".into()

@@ -100,16 +100,19 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
     let rates = Rates::from_settings(&settings.rates, clock.clone())?;
     let pricing =
         Pricing::from_settings(&settings.fees, &settings.exchange).map_err(anyhow::Error::msg)?;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(settings.callbacks.connect_timeout_secs))
-        .timeout(Duration::from_secs(settings.callbacks.timeout_secs))
-        .build()
-        .context("building the HTTP client")?;
+    let outbound = crate::notify::outbound::Outbound::new(
+        &settings.callbacks,
+        settings.outbound.allowed_networks.clone(),
+    )
+    .context("building the HTTP client")?;
     let payout = payout_provider(&settings, &db)?;
     let mailer = crate::notify::email::Mailer::from_settings(&settings.smtp)
         .context("SMTP configuration")?;
     crate::web::check_templates().map_err(|e| anyhow::anyhow!("templates: {e}"))?;
+    let signin_throttle = Arc::new(crate::auth::throttle::SignInThrottle::new(
+        settings.sessions.signin_attempts_per_minute,
+        clock.clone(),
+    ));
     Ok(AppState {
         mailer: Arc::new(mailer),
         db,
@@ -119,7 +122,8 @@ pub fn build_state(settings: Settings, db: Db, clock: SharedClock) -> anyhow::Re
         rates: Arc::new(rates),
         pricing: Arc::new(pricing),
         payout,
-        http,
+        outbound,
+        signin_throttle,
         wake: Arc::new(Notify::new()),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         intake: Arc::new(crate::service::withdrawals::Intake::new()),

@@ -20,8 +20,11 @@ pub struct AppState {
     /// Fees, exchangeable pairs, quote lifetime (from `fees.*` and `exchange.*`).
     pub pricing: Arc<Pricing>,
     pub payout: Arc<dyn PayoutProvider>,
-    /// For callbacks: redirects off, connect and total timeouts set.
-    pub http: reqwest::Client,
+    /// For owner-set URLs (callbacks, the operator gate, Slack): redirects off, connect and
+    /// total timeouts set, non-public addresses refused (see `notify::outbound`).
+    pub outbound: crate::notify::outbound::Outbound,
+    /// The per-address limit on password attempts (see `auth::throttle`).
+    pub signin_throttle: Arc<crate::auth::throttle::SignInThrottle>,
     /// Wakes the worker when a transaction queued work, so delivery does not wait for a poll.
     pub wake: Arc<Notify>,
     pub mailer: Arc<crate::notify::email::Mailer>,

@@ -525,20 +525,26 @@ impl Worker {
             Ok(h) => h,
             Err(e) => return Ok(Outcome::Dead(e.to_string())),
         };
-        let mut req = self
-            .state
-            .http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header(
-                "User-Agent",
-                concat!("Countersign/", env!("CARGO_PKG_VERSION")),
-            );
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
         let started = Instant::now();
-        let result = req.body(cb.body.clone()).send().await;
+        // A URL leading outside the public internet (and not allowed by the operator) is
+        // refused like an unreachable receiver: recorded, and tried again on the schedule
+        // (the owner may correct the URL, the operator may allow the network).
+        let result = match self.state.outbound.post(&url) {
+            Ok(mut req) => {
+                req = req.header("Content-Type", "application/json").header(
+                    "User-Agent",
+                    concat!("Countersign/", env!("CARGO_PKG_VERSION")),
+                );
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                req.body(cb.body.clone())
+                    .send()
+                    .await
+                    .map_err(crate::error::describe_http_failure)
+            }
+            Err(refused) => Err(refused.to_string()),
+        };
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let (code, error) = match result {
             Ok(resp) if resp.status().is_success() => {
@@ -548,7 +554,7 @@ impl Worker {
                 Some(i64::from(resp.status().as_u16())),
                 Some(format!("receiver answered HTTP {}", resp.status().as_u16())),
             ),
-            Err(e) => (None, Some(crate::error::describe_http_failure(e))),
+            Err(e) => (None, Some(e)),
         };
         jobs::record_attempt(
             &self.state.db,
@@ -686,7 +692,8 @@ impl Worker {
                 "the Slack webhook URL cannot be decrypted with this master key".into(),
             ));
         };
-        let (result, duration_ms) = slack_send::post(&self.state.http, &url, &job.payload).await;
+        let (result, duration_ms) =
+            slack_send::post(&self.state.outbound, &url, &job.payload).await;
         attempt.status_code = result.status().map(i64::from);
         attempt.error = result.error();
         attempt.duration_ms = duration_ms;

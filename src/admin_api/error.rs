@@ -9,6 +9,7 @@
 //! | 403 | `self_approval`, `no_withdrawal_rights`, `owner_required` |
 //! | 404 | `not_found` |
 //! | 409 | `not_claimed`, `claimed_by_other`, `already_decided`, `already_voted` |
+//! | 429 | `too_many_attempts` (token request; `Retry-After` says when to try again) |
 //! | 503 | `service_unavailable` |
 //! | 500 | `internal_error` |
 
@@ -33,12 +34,13 @@ pub struct AdminErrorDetail {
     /// Stable: `invalid_request`, `invalid_transition`, `invalid_credentials`,
     /// `invalid_token`, `token_expired`, `token_revoked`, `self_approval`,
     /// `no_withdrawal_rights`, `owner_required`, `not_found`, `not_claimed`,
-    /// `claimed_by_other`, `already_decided`, `already_voted`, `service_unavailable`,
-    /// `internal_error`.
+    /// `claimed_by_other`, `already_decided`, `already_voted`, `too_many_attempts`,
+    /// `service_unavailable`, `internal_error`.
     pub code: String,
     /// For people; may change.
     pub message: String,
-    /// `claimed_by_other`: `claimed_by`, `until`; `already_decided`: `status`, `by`, `at`.
+    /// `claimed_by_other`: `claimed_by`, `until`; `already_decided`: `status`, `by`, `at`;
+    /// `too_many_attempts`: `retry_after_secs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub details: Option<Value>,
@@ -76,6 +78,18 @@ impl AdminError {
 
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> AdminError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// Over the per-address limit on password attempts (`auth::throttle`).
+    pub fn too_many_attempts(retry_after_secs: u64) -> AdminError {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "Too many sign-in attempts from this address. Try again in {retry_after_secs} seconds."
+            ),
+        )
+        .with_details(json!({"retry_after_secs": retry_after_secs}))
     }
 
     pub fn not_found(what: &str) -> AdminError {
@@ -170,6 +184,14 @@ impl ResponseError for AdminError {
                 "WWW-Authenticate",
                 "Bearer realm=\"countersign-admin\", error=\"invalid_token\"",
             ));
+        }
+        if let Some(secs) = self
+            .details
+            .as_ref()
+            .filter(|_| self.code == "too_many_attempts")
+            .and_then(|d| d["retry_after_secs"].as_u64())
+        {
+            res.insert_header(("Retry-After", secs.to_string()));
         }
         res.json(AdminErrorBody {
             error: AdminErrorDetail {

@@ -54,6 +54,7 @@ fn refused() -> AdminError {
         (status = 200, description = "A bearer token valid for 15 minutes", body = TokenResponse),
         (status = 400, description = "`invalid_request`: the body is not the JSON object described", body = AdminErrorBody),
         (status = 401, description = "`invalid_credentials`: wrong email, password or code, a code already used, or a locked account (one answer for all)", body = AdminErrorBody),
+        (status = 429, description = "`too_many_attempts`: over the per-address limit on password attempts (`sessions.signin_attempts_per_minute`); `Retry-After` and `details.retry_after_secs` say when to try again", body = AdminErrorBody),
     ),
     security(())
 )]
@@ -75,6 +76,9 @@ pub async fn create_token(
         {
             Ok(u) => u,
             Err(PeopleError::Refused(_)) => return Err(refused()),
+            Err(PeopleError::Throttled { retry_after_secs }) => {
+                return Err(AdminError::too_many_attempts(retry_after_secs));
+            }
             Err(PeopleError::Db(e)) => return Err(e.into()),
             Err(e) => return Err(AdminError::internal(e)),
         };

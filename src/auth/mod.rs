@@ -5,4 +5,5 @@ pub mod api_signature;
 pub mod csrf;
 pub mod password;
 pub mod session;
+pub mod throttle;
 pub mod totp;

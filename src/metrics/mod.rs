@@ -61,6 +61,8 @@ pub enum Factor {
     Password,
     /// A TOTP or recovery code (at sign-in, or when a decision asks for a fresh code).
     Code,
+    /// A password attempt over the per-address limit, refused before it was checked.
+    Throttled,
 }
 
 /// Final statuses, counted as withdrawals reach them (see `finished`).
@@ -167,7 +169,7 @@ impl Metrics {
         let sign_in_failures = Family::<FactorLabel, Counter>::default();
         registry.register(
             "countersign_signin_failures",
-            "Refused sign-in factors (wrong password, unknown or locked account, wrong code)",
+            "Refused sign-in factors (wrong password, unknown or locked account, wrong code, over the per-address attempt limit)",
             sign_in_failures.clone(),
         );
         let lockouts = Counter::default();
@@ -261,6 +263,7 @@ impl Metrics {
         let factor = match factor {
             Factor::Password => "password",
             Factor::Code => "code",
+            Factor::Throttled => "throttled",
         };
         self.sign_in_failures
             .get_or_create(&FactorLabel { factor })

@@ -301,8 +301,9 @@ async fn ask(
     let headers = sign_headers(&msg_id, &body, &secret, &whsec, state.now())
         .map_err(|_| GateRefusal::unavailable("could not be signed (bad webhook secret)"))?;
     let mut req = state
-        .http
+        .outbound
         .post(url)
+        .map_err(|refused| GateRefusal::unavailable(format!("could not be reached ({refused})")))?
         .timeout(Duration::from_millis(timeout_ms))
         .header("Content-Type", "application/json")
         .header(
@@ -313,14 +314,18 @@ async fn ask(
         req = req.header(k, v);
     }
     let mut resp = req.body(body).send().await.map_err(|e| {
-        GateRefusal::unavailable(if e.is_timeout() {
-            no_answer(timeout_ms)
-        } else if e.is_connect() {
-            "could not be reached (connection failed)".to_string()
-        } else {
-            // reqwest's own text names the URL, which may carry a token: not shown.
-            "could not be reached (request failed)".to_string()
-        })
+        GateRefusal::unavailable(
+            if let Some(refused) = crate::notify::outbound::refusal_of(&e) {
+                format!("could not be reached ({refused})")
+            } else if e.is_timeout() {
+                no_answer(timeout_ms)
+            } else if e.is_connect() {
+                "could not be reached (connection failed)".to_string()
+            } else {
+                // reqwest's own text names the URL, which may carry a token: not shown.
+                "could not be reached (request failed)".to_string()
+            },
+        )
     })?;
     let status = resp.status();
     if !status.is_success() {

@@ -6,5 +6,6 @@ pub mod callback;
 pub mod callback_payload;
 pub mod email;
 pub mod gate;
+pub mod outbound;
 pub mod slack;
 pub mod slack_send;

@@ -50,12 +50,30 @@ impl SendResult {
     }
 }
 
-/// POSTs `body` (JSON) to the webhook. The client must not follow redirects (the shared one
-/// does not). Returns the result and how long it took, in milliseconds.
-pub async fn post(http: &reqwest::Client, url: &str, body: &str) -> (SendResult, i64) {
+/// POSTs `body` (JSON) to the webhook, through the client for owner-set URLs (no redirects
+/// followed, non-public addresses refused). Returns the result and how long it took, in milliseconds.
+pub async fn post(
+    http: &crate::notify::outbound::Outbound,
+    url: &str,
+    body: &str,
+) -> (SendResult, i64) {
     let started = Instant::now();
-    let sent = http
-        .post(url)
+    let req = match http.post(url) {
+        Ok(req) => req,
+        // Not the public internet, and not allowed by the operator: kept queued on the
+        // schedule, as for an unreachable Slack (the operator may allow the network).
+        Err(refused) => {
+            let error = refused.to_string();
+            return (
+                SendResult::Transient {
+                    status: None,
+                    error,
+                },
+                0,
+            );
+        }
+    };
+    let sent = req
         .timeout(SEND_TIMEOUT)
         .header("Content-Type", "application/json; charset=utf-8")
         .header(

@@ -26,6 +26,11 @@ pub enum PeopleError {
     /// Shown to the user as is.
     #[error("{0}")]
     Refused(String),
+    /// Over the per-address limit on password attempts (`auth::throttle`).
+    #[error(
+        "Too many sign-in attempts from this address. Try again in {retry_after_secs} seconds."
+    )]
+    Throttled { retry_after_secs: u64 },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("{0}")]
@@ -179,6 +184,15 @@ pub async fn check_password(
     password_text: SecretString,
     origin: &Origin,
 ) -> Result<User, PeopleError> {
+    // Before any lookup or hashing: see `auth::throttle`.
+    if let Err(retry_after_secs) = state.signin_throttle.attempt(origin.ip.as_deref()) {
+        state.metrics.sign_in_failed(Factor::Throttled);
+        tracing::info!(
+            ip = origin.ip.as_deref().unwrap_or(""),
+            "sign-in attempt over the per-address limit"
+        );
+        return Err(PeopleError::Throttled { retry_after_secs });
+    }
     let user = users::by_email(&state.db, email)
         .await?
         .filter(|u| u.status == "active");

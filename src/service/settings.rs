@@ -208,23 +208,7 @@ pub async fn set_callback_url(
     actor: &Actor,
     origin: &Origin,
 ) -> Result<(), SettingsError> {
-    let url = url.trim();
-    let url = (!url.is_empty()).then_some(url);
-    if let Some(u) = url {
-        if u.len() > 2000 {
-            return Err(SettingsError::Invalid {
-                field: "callback_url",
-                message: "must be at most 2000 characters".into(),
-            });
-        }
-        check_callback_url(u).map_err(|e| SettingsError::Invalid {
-            field: "callback_url",
-            message: match e {
-                ProjectError::Invalid(m) => m,
-                other => other.to_string(),
-            },
-        })?;
-    }
+    let url = check_callback_target(state, url).await?;
     let now = state.now();
     let before = projects::get(&state.db, project_id)
         .await?
@@ -247,24 +231,60 @@ pub async fn set_callback_url(
     Ok(())
 }
 
-/// Checks a validation-webhook URL as typed (trimmed; empty means "no gate").
-pub fn parse_validation_url(url: &str) -> Result<Option<&str>, SettingsError> {
+/// Checks a callback URL as typed (trimmed; empty means "no callbacks"), including where it
+/// leads.
+pub async fn check_callback_target<'u>(
+    state: &AppState,
+    url: &'u str,
+) -> Result<Option<&'u str>, SettingsError> {
+    owner_url(state, "callback_url", url, |u| {
+        check_callback_url(u).map_err(|e| match e {
+            ProjectError::Invalid(m) => m,
+            other => other.to_string(),
+        })
+    })
+    .await
+}
+
+/// Checks a validation-webhook URL as typed (trimmed; empty means "no gate"), including where
+/// it leads.
+pub async fn check_validation_target<'u>(
+    state: &AppState,
+    url: &'u str,
+) -> Result<Option<&'u str>, SettingsError> {
+    owner_url(state, "validation_url", url, |u| {
+        check_http_url(u).map_err(|m| {
+            format!("{m}, such as https://backend.example/countersign/withdraw-request")
+        })
+    })
+    .await
+}
+
+/// An owner-set URL as typed, for `field`: trimmed (empty means none), at most 2000
+/// characters, of the form `format` accepts, and leading to the public internet unless the
+/// operator allowed its network (an address, or a name that resolves only to refused
+/// addresses, is refused: see `notify::outbound`, which checks again at every delivery).
+async fn owner_url<'u>(
+    state: &AppState,
+    field: &'static str,
+    url: &'u str,
+    format: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<Option<&'u str>, SettingsError> {
     let url = url.trim();
     if url.is_empty() {
         return Ok(None);
     }
-    let invalid = |message: String| SettingsError::Invalid {
-        field: "validation_url",
-        message,
-    };
+    let invalid = |message: String| SettingsError::Invalid { field, message };
     if url.len() > 2000 {
         return Err(invalid("must be at most 2000 characters".into()));
     }
-    check_http_url(url).map_err(|m| {
-        invalid(format!(
-            "{m}, such as https://backend.example/countersign/withdraw-request"
-        ))
-    })?;
+    format(url).map_err(invalid)?;
+    state
+        .outbound
+        .policy()
+        .check_url_resolving(url)
+        .await
+        .map_err(|r| invalid(r.reason()))?;
     Ok(Some(url))
 }
 
@@ -277,7 +297,7 @@ pub async fn set_validation_url(
     actor: &Actor,
     origin: &Origin,
 ) -> Result<(), SettingsError> {
-    let url = parse_validation_url(url)?;
+    let url = check_validation_target(state, url).await?;
     let now = state.now();
     let before = projects::get(&state.db, project_id)
         .await?

@@ -156,7 +156,7 @@ pub async fn send_test(
         "Test message from Countersign: this channel will receive the withdrawals of {} that await approval, and their outcomes. Sent by {sent_by}.",
         project.name
     ));
-    let (result, _) = slack_send::post(&state.http, &url, &message.to_string()).await;
+    let (result, _) = slack_send::post(&state.outbound, &url, &message.to_string()).await;
     let now = state.now();
     match result.error() {
         None => slack_db::record_ok(db, project_id, &hook.webhook_id, now).await?,

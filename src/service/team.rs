@@ -39,6 +39,7 @@ impl From<PeopleError> for TeamError {
     fn from(e: PeopleError) -> Self {
         match e {
             PeopleError::Refused(m) => TeamError::Refused(m),
+            e @ PeopleError::Throttled { .. } => TeamError::Refused(e.to_string()),
             PeopleError::Db(d) => TeamError::Db(d),
             PeopleError::Internal(m) => TeamError::Internal(m),
         }

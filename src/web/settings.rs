@@ -318,18 +318,8 @@ async fn callback_url(
     s.require_owner()?;
     // Check the URL before the code, so a typo does not use up the code.
     let url = f.callback_url.trim();
-    if !url.is_empty() {
-        if let Err(e) = crate::service::projects::check_callback_url(url) {
-            return refused(
-                &state,
-                &s,
-                SettingsError::Invalid {
-                    field: "callback_url",
-                    message: e.to_string(),
-                },
-            )
-            .await;
-        }
+    if let Err(e) = svc::check_callback_target(&state, url).await {
+        return refused(&state, &s, e).await;
     }
     if let Err(resp) = authorize(&state, &req, &s, &f.csrf, &f.code).await? {
         return Ok(resp);
@@ -359,7 +349,7 @@ async fn validation_url(
     csrf::check(&state, &req, &s.session, &f.csrf)?;
     s.require_owner()?;
     // Check the URL before the code, so a typo does not use up the code.
-    if let Err(e) = svc::parse_validation_url(&f.validation_url) {
+    if let Err(e) = svc::check_validation_target(&state, &f.validation_url).await {
         return refused(&state, &s, e).await;
     }
     if let Err(resp) = authorize(&state, &req, &s, &f.csrf, &f.code).await? {

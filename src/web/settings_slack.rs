@@ -93,6 +93,15 @@ async fn connect(
             return page(&state, &s, Some(err), None).await.map(unprocessable);
         }
     };
+    if let Err(r) = state
+        .outbound
+        .policy()
+        .check_url_resolving(url.as_str())
+        .await
+    {
+        let err = form_error("Slack webhook URL", &r.reason());
+        return page(&state, &s, Some(err), None).await.map(unprocessable);
+    }
     if let Err(resp) = authorize(&state, &req, &s, &f.csrf, &f.code).await? {
         return Ok(resp);
     }

@@ -130,6 +130,17 @@ async fn login_submit(
             *resp.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
             Ok(resp)
         }
+        Err(e @ PeopleError::Throttled { retry_after_secs }) => {
+            let mut resp = login_form(&current.row.csrf_token, Some(&e.to_string()), &form.email)?;
+            *resp.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+            if let Ok(v) =
+                actix_web::http::header::HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                resp.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            Ok(resp)
+        }
         Err(e) => Err(PageError::internal(e)),
     }
 }

@@ -1,4 +1,6 @@
-use crate::helpers::{BTC_ADDR, Received, Receiver, TestApp, eventually, sign, spawn_app};
+use crate::helpers::{
+    BTC_ADDR, Received, Receiver, TestApp, eventually, sign, spawn_app, spawn_app_with,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use countersign::db::jobs::{self, Delivery, JobKind};
@@ -311,4 +313,42 @@ async fn each_delivery_lists_its_own_attempts() {
             (id_of("never tried").await, vec![]),
         ]
     );
+}
+
+#[tokio::test]
+async fn callbacks_to_addresses_outside_the_public_internet_are_refused_at_delivery() {
+    // The production default: no network outside the public internet is allowed.
+    let app = spawn_app_with(|s| s.outbound.allowed_networks = Vec::new()).await;
+    let rx = Receiver::start().await;
+    app.credit("BTC", "1").await;
+    // A URL already stored (e.g. set while the operator allowed loopback): every delivery is
+    // checked again, not only the form.
+    app.set_callback(&rx.url).await;
+    app.withdraw("ssrf1", "BTC", "0.1", BTC_ADDR).await;
+    let d = settled_after(&app, "ssrf1", 1).await;
+    assert_eq!(d[0].attempts[0].status_code, None);
+    assert_eq!(
+        d[0].attempts[0].error.as_deref(),
+        Some(
+            "refused: 127.0.0.1 is an address outside the public internet (127.0.0.1); \
+             the operator can allow it in outbound.allowed_networks"
+        )
+    );
+    // A name is judged by what it resolves to when the connection is made.
+    app.set_callback(&rx.url.replace("127.0.0.1", "localhost"))
+        .await;
+    app.withdraw("ssrf2", "BTC", "0.1", BTC_ADDR).await;
+    let d = settled_after(&app, "ssrf2", 1).await;
+    let error = d[0].attempts[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "refused: localhost resolves only to addresses outside the public internet (127.0.0.1"
+        ) || error.starts_with(
+            "refused: localhost resolves only to addresses outside the public internet (::1"
+        ),
+        "{error}"
+    );
+    // Both stay queued on the retry schedule; nothing reached the receiver.
+    assert!(d[0].last_error.is_some());
+    assert!(rx.all().is_empty());
 }

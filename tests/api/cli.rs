@@ -21,11 +21,16 @@ struct Cli {
 
 impl Cli {
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_countersign"))
             .args(args)
             .env("COUNTERSIGN_DATABASE_URL", &self.db)
             .env("COUNTERSIGN_SECRET_KEY", &self.key)
             .env("COUNTERSIGN_LOG", "error")
+            .envs(env.iter().copied())
             .current_dir(std::env::temp_dir())
             .output()
             .expect("run countersign")
@@ -111,18 +116,30 @@ async fn project_balance_limits_and_audit_commands() {
         (l["per_operation"].as_str(), l["per_day"].as_str()),
         (Some("1000"), Some("20000"))
     );
+    // A callback URL on this machine's loopback is refused, unless the operator allows it.
+    let loopback = [
+        "project",
+        "set-callback",
+        "--project",
+        id,
+        "--url",
+        "http://127.0.0.1:1/x",
+    ];
+    let out = cli.run(&loopback);
+    assert!(!out.status.success());
     assert!(
-        cli.run(&[
-            "project",
-            "set-callback",
-            "--project",
-            id,
-            "--url",
-            "http://127.0.0.1:1/x"
-        ])
-        .status
-        .success()
+        String::from_utf8_lossy(&out.stderr).contains(
+            "callback URL: 127.0.0.1 is an address outside the public internet (127.0.0.1); \
+             the operator can allow it in outbound.allowed_networks"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let allowed = [(
+        "COUNTERSIGN_OUTBOUND__ALLOWED_NETWORKS",
+        r#"["127.0.0.0/8"]"#,
+    )];
+    assert!(cli.run_with(&loopback, &allowed).status.success());
 
     // Bad input is refused with the reason, and nothing changes.
     for bad in [

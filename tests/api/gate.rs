@@ -522,6 +522,11 @@ async fn owners_set_and_clear_the_validation_webhook_with_a_code_members_cannot(
         ("ftp://gate.example/x", "must be an http(s) URL with a host"),
         ("not a url", "is not a URL"),
         ("https://", "is not a URL"),
+        // the operator's own network: not reachable for owner-set URLs (notify::outbound)
+        (
+            "http://10.0.0.7/gate",
+            "10.0.0.7 is an address outside the public internet (10.0.0.7)",
+        ),
     ] {
         let code_now = fresh_code(&app, &owner);
         let (status, page, _) = b

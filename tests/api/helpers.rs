@@ -63,6 +63,11 @@ pub fn test_settings(database_url: String) -> Settings {
     s.worker.poll_interval_ms = 20;
     s.database_max_connections = 4;
     s.sandbox.confirm_delay_secs = 0;
+    // The tests' receivers (callbacks, gate, Slack) listen on loopback.
+    s.outbound.allowed_networks = vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+    // Every test signs in from 127.0.0.1, some dozens of times: the per-address limit is
+    // tested with its default in signin.rs.
+    s.sessions.signin_attempts_per_minute = 1_000;
     s
 }
 
@@ -508,12 +513,25 @@ impl TestApp {
 
     /// A cookie-keeping browser against this app.
     pub fn browser(&self) -> Browser {
+        self.browser_with(reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser whose requests say, through a proxy's `X-Forwarded-For`, that they come from
+    /// `ip` (the app must trust 127.0.0.1 as a proxy: `trusted_proxies`).
+    pub fn browser_from(&self, ip: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("X-Forwarded-For", ip.parse().expect("header value"));
+        self.browser_with(headers)
+    }
+
+    fn browser_with(&self, headers: reqwest::header::HeaderMap) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         Browser {
             base: self.base.clone(),
             http: reqwest::Client::builder()
                 .cookie_provider(jar.clone())
                 .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
                 .build()
                 .expect("client"),
             csrf: Arc::new(Mutex::new(String::new())),

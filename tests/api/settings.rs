@@ -274,6 +274,24 @@ async fn callbacks_go_to_the_url_set_and_are_signed_with_the_rotated_webhook_sec
         .await;
     assert_eq!(status, 422);
     assert!(page.contains("Callback URL:"), "{page}");
+    // The cloud metadata address (link-local): refused by where it leads, before the code.
+    let (status, page, _) = b
+        .post_form(
+            "/settings/callback-url",
+            &[
+                ("callback_url", "http://169.254.169.254/latest/meta-data/"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains(
+            "Callback URL: 169.254.169.254 is an address outside the public internet (169.254.169.254); \
+             the operator can allow it in outbound.allowed_networks"
+        ),
+        "{page}"
+    );
     let (status, _, _) = b
         .post_form(
             "/settings/callback-url",

@@ -1,6 +1,6 @@
 //! Signing in: password then TOTP, replay guard, lockout, CSRF, session fixation and timeouts.
 
-use crate::helpers::{csrf_in, spawn_app};
+use crate::helpers::{csrf_in, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn password_then_code_signs_in_and_renews_the_session_id() {
@@ -431,4 +431,114 @@ async fn changing_the_password_ends_other_sessions_and_sessions_can_be_ended_by_
         .await;
     assert_eq!(status, 422);
     assert!(page.contains("most common passwords"));
+}
+
+#[tokio::test]
+async fn password_attempts_are_limited_per_address_across_accounts() {
+    // The shipped default, from behind a trusted proxy so that each test "address" is one.
+    let limit = countersign::config::Settings::default()
+        .sessions
+        .signin_attempts_per_minute;
+    assert_eq!(limit, 20);
+    let app = spawn_app_with(move |s| {
+        s.sessions.signin_attempts_per_minute = limit;
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let alice = app.create_user("owner", true).await;
+    let sprayer = app.browser_from("203.0.113.9");
+    sprayer.get("/login").await;
+    // One common password tried on many accounts (alice's among them): each refused like any
+    // wrong password, none of them enough to lock an account.
+    for i in 0..limit {
+        let email = if i == 7 {
+            alice.email.clone()
+        } else {
+            format!("victim{i}@acme.test")
+        };
+        let (status, _, _) = sprayer
+            .post_form("/login", &[("email", &email), ("password", "Winter2026!")])
+            .await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    let failed_before = app.count("audit_log WHERE action LIKE 'signin.%'").await;
+    assert_eq!(failed_before, 1, "alice's one wrong password is audited");
+
+    // The next attempt from that address is refused before any account is looked at, even
+    // with alice's right password: 429, and when to try again (20 a minute: one every 3 s).
+    let attempt = |b: &crate::helpers::Browser, password: String| {
+        let b = b.clone();
+        let email = alice.email.clone();
+        async move {
+            let csrf = b.csrf.lock().unwrap().clone();
+            let r = b
+                .http
+                .post(format!("{}/login", b.base))
+                .header("Origin", &b.base)
+                .form(&[
+                    ("email", email.as_str()),
+                    ("password", &password),
+                    ("csrf", &csrf),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, retry, r.text().await.unwrap())
+        }
+    };
+    let (status, retry, page) = attempt(&sprayer, alice.password.clone()).await;
+    assert_eq!((status, retry.as_deref()), (429, Some("3")));
+    assert!(
+        page.contains("Too many sign-in attempts from this address. Try again in 3 seconds."),
+        "{page}"
+    );
+    assert_eq!(
+        app.count("audit_log WHERE action LIKE 'signin.%'").await,
+        failed_before,
+        "nothing was checked or recorded for the refused attempt"
+    );
+    assert_eq!(
+        app.metric("countersign_signin_failures_total{factor=\"throttled\"}")
+            .await,
+        1.0
+    );
+
+    // The admin API's token endpoint shares the budget: the same refusal in its format.
+    let r = app
+        .http
+        .post(app.url("/admin/api/token"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .json(&serde_json::json!({"email": alice.email, "password": alice.password, "code": app.code(&alice)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    assert_eq!(body["error"]["details"]["retry_after_secs"], 3);
+
+    // Alice, from her own address, is not affected: the limit is per address, and her
+    // account was never locked.
+    let own = app.browser_from("198.51.100.20");
+    own.get("/login").await;
+    let (status, _, location) = own
+        .post_form(
+            "/login",
+            &[("email", &alice.email), ("password", &alice.password)],
+        )
+        .await;
+    assert_eq!((status, location.as_deref()), (303, Some("/login/totp")));
+
+    // Three seconds later the sprayer has one attempt again, checked as usual.
+    app.clock.advance_secs(3);
+    let (status, _, _) = attempt(&sprayer, "Spring2026!".into()).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = attempt(&sprayer, "Summer2026!".into()).await;
+    assert_eq!(status, 429);
 }

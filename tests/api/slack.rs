@@ -415,6 +415,11 @@ async fn owners_connect_replace_and_disconnect_slack_with_a_fresh_code() {
         ),
         ("not a url", "Slack webhook URL: is not a URL"),
         ("", "Slack webhook URL: enter the incoming-webhook URL"),
+        // the operator's own network (notify::outbound)
+        (
+            "https://192.168.1.20/services/T1/B2/x",
+            "Slack webhook URL: 192.168.1.20 is an address outside the public internet",
+        ),
     ] {
         let (status, page, _) = b
             .post_form("/settings/slack", &[("webhook_url", bad), ("code", &code)])

@@ -41,6 +41,10 @@ impl Installation {
             .env("COUNTERSIGN_DATABASE_URL", &self.db_url)
             .env("COUNTERSIGN_SECRET_KEY", &self.key)
             .env("COUNTERSIGN_LOG", "error")
+            .env(
+                "COUNTERSIGN_OUTBOUND__ALLOWED_NETWORKS",
+                r#"["127.0.0.0/8"]"#,
+            )
             .current_dir(std::env::temp_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -149,6 +153,10 @@ impl Installation {
             .env("COUNTERSIGN_LOG", &log)
             .env("COUNTERSIGN_DATABASE_MAX_CONNECTIONS", "8")
             .env("COUNTERSIGN_SANDBOX__CONFIRM_DELAY_SECS", "0")
+            .env(
+                "COUNTERSIGN_OUTBOUND__ALLOWED_NETWORKS",
+                r#"["127.0.0.0/8"]"#,
+            )
             .env("COUNTERSIGN_WORKER__POLL_INTERVAL_MS", "50")
             .env("COUNTERSIGN_WORKER__LEASE_SECS", "5")
             .env("COUNTERSIGN_SMTP__HOST", "127.0.0.1")
