@@ -77,14 +77,14 @@ impl SignInThrottle {
 
 /// The address an attempt counts against: IPv4 as is, IPv6 by its /64.
 fn key(ip: Option<&str>) -> String {
-    match ip.and_then(|s| s.parse::<IpAddr>().ok()) {
-        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => ipnet::Ipv6Net::new(v6, 64)
+    // `to_canonical`: an IPv4-mapped IPv6 address counts as its IPv4 address.
+    match ip
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+    {
+        Some(IpAddr::V6(v6)) => ipnet::Ipv6Net::new(v6, 64)
             .map(|n| n.trunc().to_string())
             .unwrap_or_else(|_| v6.to_string()),
-        Some(IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map(|v4| v4.to_string())
-            .unwrap_or_default(),
         Some(ip) => ip.to_string(),
         // No address (not over TCP): one shared budget rather than none.
         None => "unknown".into(),

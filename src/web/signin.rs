@@ -133,12 +133,10 @@ async fn login_submit(
         Err(e @ PeopleError::Throttled { retry_after_secs }) => {
             let mut resp = login_form(&current.row.csrf_token, Some(&e.to_string()), &form.email)?;
             *resp.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
-            if let Ok(v) =
-                actix_web::http::header::HeaderValue::from_str(&retry_after_secs.to_string())
-            {
-                resp.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, v);
-            }
+            resp.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(retry_after_secs),
+            );
             Ok(resp)
         }
         Err(e) => Err(PageError::internal(e)),
