@@ -116,6 +116,10 @@ pub struct SmtpSettings {
 pub struct WithdrawalSettings {
     /// A withdrawal left pending this long is cancelled with error "Expired".
     pub pending_expiry_hours: u64,
+    /// While Withdrawal Confirmation is on, a person who gains withdrawal rights (alone or
+    /// with the owner role) may approve or decline only this long afterwards, and the other
+    /// approvers are emailed at once. 0 turns the hold off.
+    pub new_approver_hold_hours: u64,
 }
 
 /// Where approved withdrawals are paid out.
@@ -339,6 +343,7 @@ impl Default for WithdrawalSettings {
     fn default() -> Self {
         WithdrawalSettings {
             pending_expiry_hours: 24,
+            new_approver_hold_hours: 24,
         }
     }
 }

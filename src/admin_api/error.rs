@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | 400 | `invalid_request`, `invalid_transition` |
 //! | 401 | `invalid_credentials` (token request), `invalid_token`, `token_expired`, `token_revoked` |
-//! | 403 | `self_approval`, `no_withdrawal_rights`, `owner_required` |
+//! | 403 | `self_approval`, `no_withdrawal_rights`, `owner_required`, `new_approver_hold` |
 //! | 404 | `not_found` |
 //! | 409 | `not_claimed`, `claimed_by_other`, `already_decided`, `already_voted` |
 //! | 429 | `too_many_attempts` (token request; `Retry-After` says when to try again) |
@@ -15,6 +15,7 @@
 
 use crate::clock::rfc3339;
 use crate::db::DbError;
+use crate::domain::approval::Ineligible;
 use crate::service::approvals::DecideError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -33,7 +34,7 @@ pub struct AdminErrorBody {
 pub struct AdminErrorDetail {
     /// Stable: `invalid_request`, `invalid_transition`, `invalid_credentials`,
     /// `invalid_token`, `token_expired`, `token_revoked`, `self_approval`,
-    /// `no_withdrawal_rights`, `owner_required`, `not_found`, `not_claimed`,
+    /// `no_withdrawal_rights`, `owner_required`, `new_approver_hold`, `not_found`, `not_claimed`,
     /// `claimed_by_other`, `already_decided`, `already_voted`, `too_many_attempts`,
     /// `service_unavailable`, `internal_error`.
     pub code: String,
@@ -143,6 +144,10 @@ impl From<DecideError> for AdminError {
         let message = e.to_string();
         match e {
             DecideError::NotFound => AdminError::not_found("withdrawal"),
+            DecideError::Ineligible(Ineligible::Held { until }) => {
+                Self::new(StatusCode::FORBIDDEN, code, message)
+                    .with_details(json!({"approver_from": rfc3339(until)}))
+            }
             DecideError::Ineligible(_) => Self::new(StatusCode::FORBIDDEN, code, message),
             DecideError::ClaimedByOther { by, until } => {
                 Self::new(StatusCode::CONFLICT, code, message)

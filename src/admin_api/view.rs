@@ -117,15 +117,27 @@ pub struct ClaimView {
     pub yours: bool,
 }
 
-/// `votes` and `tally` as `service::approvals::standing` gives them; `claim` as it holds now.
+/// Where a withdrawal's decision stands: `votes` and `tally` as
+/// `service::approvals::standing` gives them; `claim` as it holds now.
+pub struct Standing<'a> {
+    pub votes: &'a [Vote],
+    pub tally: &'a Tally,
+    pub claim: Option<&'a Claim>,
+}
+
+/// `w` as `caller` sees it at `now`.
 pub fn withdrawal(
     w: &Withdrawal,
-    votes: &[Vote],
-    tally: &Tally,
-    claim: Option<&Claim>,
+    standing: &Standing<'_>,
     names: &Names,
     caller: &User,
+    now: i64,
 ) -> AdminWithdrawal {
+    let Standing {
+        votes,
+        tally,
+        claim,
+    } = *standing;
     let claim = claim.filter(|_| w.status == Status::Pending);
     let voted = votes.iter().any(|v| v.user_id == caller.id);
     let free_or_mine = claim.is_none_or(|c| c.user_id == caller.id);
@@ -178,7 +190,10 @@ pub fn withdrawal(
             until: rfc3339(c.until),
             yours: c.user_id == caller.id,
         }),
-        can_decide: w.status == Status::Pending && may_decide(w, caller) && !voted && free_or_mine,
+        can_decide: w.status == Status::Pending
+            && may_decide(w, caller, now)
+            && !voted
+            && free_or_mine,
         error: w.error.clone(),
         txid: w.txid.clone(),
         created_at: rfc3339(w.created_at),

@@ -99,12 +99,18 @@ async fn present_page(
 ) -> Result<Vec<AdminWithdrawal>, AdminError> {
     let ids: Vec<i64> = rows.iter().map(|w| w.id).collect();
     let mut votes = adb::votes_on(&state.db, &ids).await?;
-    let claims = adb::claims_on(&state.db, &ids, state.now()).await?;
+    let now = state.now();
+    let claims = adb::claims_on(&state.db, &ids, now).await?;
     Ok(rows
         .iter()
         .map(|w| {
             let (votes, tally) = approvals::standing_of(w, votes.remove(&w.id).unwrap_or_default());
-            view::withdrawal(w, &votes, &tally, claims.get(&w.id), names, caller)
+            let standing = view::Standing {
+                votes: &votes,
+                tally: &tally,
+                claim: claims.get(&w.id),
+            };
+            view::withdrawal(w, &standing, names, caller, now)
         })
         .collect())
 }
@@ -237,7 +243,7 @@ fn parse_change(body: &[u8]) -> Result<(PanelStatus, String), AdminError> {
         (status = 200, description = "Done; `outcome` says what happened (an approval that is not yet enough leaves the withdrawal PENDING, with `approvals.have` < `approvals.need`)", body = StatusChangeResult),
         (status = 400, description = "`invalid_request` (unknown status, bad body), `invalid_transition` (CANCELLED and EXPIRED are not set by admins)", body = AdminErrorBody),
         (status = 401, description = "`invalid_token`, `token_expired`, `token_revoked`", body = AdminErrorBody),
-        (status = 403, description = "`self_approval`, `no_withdrawal_rights`, `owner_required`", body = AdminErrorBody),
+        (status = 403, description = "`self_approval`, `no_withdrawal_rights`, `owner_required`, `new_approver_hold`", body = AdminErrorBody),
         (status = 404, description = "`not_found`", body = AdminErrorBody),
         (status = 409, description = "`not_claimed` (claim it first: no jump from PENDING to COMPLETED), `claimed_by_other` (with who and until when), `already_decided` (with by whom and when), `already_voted`", body = AdminErrorBody),
     ),

@@ -48,6 +48,9 @@ pub struct User {
     pub email_alerts: bool,
     /// Email about the outcome of withdrawals this user initiated.
     pub outcome_alerts: bool,
+    /// From when this person may approve or decline: set when they gained withdrawal rights
+    /// while Withdrawal Confirmation was on (see `service::team`); `None` means no hold.
+    pub approver_from: Option<i64>,
     pub created_at: i64,
 }
 
@@ -70,12 +73,22 @@ impl User {
         self.has_withdrawal_rights() && self.totp_enrolled() && self.status == "active"
     }
 
+    /// Until when a new approver's hold lasts, if it still does at `now`.
+    pub fn approval_held_until(&self, now: i64) -> Option<i64> {
+        self.approver_from.filter(|t| *t > now)
+    }
+
+    /// Whether this person counts as an approver at `now`: usable rights and no hold.
+    pub fn can_approve(&self, now: i64) -> bool {
+        self.can_use_withdrawal_rights() && self.approval_held_until(now).is_none()
+    }
+
     pub fn is_locked(&self, now: i64) -> bool {
         self.locked_until.is_some_and(|t| t > now)
     }
 }
 
-const COLUMNS: &str = "id, project_id, email, role, withdrawal_rights, status, password_hash, totp_secret_enc, totp_pending_enc, totp_last_step, session_generation, failed_passwords, failed_totp, failures_since, locked_until, email_alerts, outcome_alerts, created_at";
+const COLUMNS: &str = "id, project_id, email, role, withdrawal_rights, status, password_hash, totp_secret_enc, totp_pending_enc, totp_last_step, session_generation, failed_passwords, failed_totp, failures_since, locked_until, email_alerts, outcome_alerts, approver_from, created_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<User, DbError> {
     let role: String = r.try_get("role")?;
@@ -97,6 +110,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<User, DbError> {
         locked_until: r.try_get("locked_until")?,
         email_alerts: r.try_get::<i64, _>("email_alerts")? != 0,
         outcome_alerts: r.try_get::<i64, _>("outcome_alerts")? != 0,
+        approver_from: r.try_get("approver_from")?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -442,6 +456,20 @@ pub async fn set_role_and_rights(
     Ok(())
 }
 
+/// Sets (or clears) when `user_id` may first approve: see [`User::approver_from`].
+pub async fn set_approver_from(
+    tx: &mut Tx<'_>,
+    user_id: &str,
+    from: Option<i64>,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET approver_from = $1 WHERE id = $2")
+        .bind(from)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Removes a user: they can no longer sign in; their email is freed for reuse.
 pub async fn remove(tx: &mut Tx<'_>, user_id: &str, now: i64) -> Result<(), DbError> {
     sqlx::query(
@@ -491,12 +519,13 @@ pub async fn use_recovery_code(
     Ok(r.rows_affected() == 1)
 }
 
-/// Owners and users with withdrawal rights of a project who can use them (TOTP enrolled).
-pub async fn count_usable_rights(db: &Db, project_id: &str) -> Result<usize, DbError> {
+/// Owners and users with withdrawal rights of a project who can approve at `now` (TOTP
+/// enrolled, no new approver's hold).
+pub async fn count_approvers(db: &Db, project_id: &str, now: i64) -> Result<usize, DbError> {
     Ok(list(db, project_id)
         .await?
         .iter()
-        .filter(|u| u.can_use_withdrawal_rights())
+        .filter(|u| u.can_approve(now))
         .count())
 }
 

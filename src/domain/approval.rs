@@ -2,6 +2,7 @@
 //! gather the requirement (stored with the withdrawal at creation), the votes so far and the
 //! voter, and ask here.
 
+use crate::clock::rfc3339;
 use crate::domain::policy::ApprovalRequirement;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct Voter {
     pub is_owner: bool,
     /// Has withdrawal rights, TOTP enrolled, active.
     pub has_rights: bool,
+    /// Gained approval power while Withdrawal Confirmation was on, and may decide only from
+    /// this instant (epoch ms), which has not come yet.
+    pub held_until: Option<i64>,
 }
 
 /// Why someone may not decide.
@@ -45,6 +49,11 @@ pub enum Ineligible {
     NoRights,
     #[error("it is over a limit: only an owner can decide it")]
     OwnerRequired,
+    #[error(
+        "your approval rights are new: while Withdrawal Confirmation is on, a new approver may decide from {}",
+        rfc3339(*.until)
+    )]
+    Held { until: i64 },
 }
 
 /// Whether `voter` may approve or decline a withdrawal with requirement `req`. A decline is
@@ -57,6 +66,9 @@ pub fn eligibility(req: &ApprovalRequirement, voter: Voter) -> Result<(), Inelig
     }
     if !voter.has_rights {
         return Err(Ineligible::NoRights);
+    }
+    if let Some(until) = voter.held_until {
+        return Err(Ineligible::Held { until });
     }
     if req.owner_required && !voter.is_owner && req.approvals < 2 {
         return Err(Ineligible::OwnerRequired);
@@ -110,14 +122,21 @@ pub fn tally(req: &ApprovalRequirement, approvals: &[Approval]) -> Tally {
 
 /// Whether the people in `voters` (everyone of the project, the initiator marked) could ever
 /// meet `req`: enough distinct eligible people, an owner among them when one is required.
-/// `None` when they could; otherwise how many eligible people there are.
+/// `None` when they could; otherwise how many eligible people there are. A new approver's
+/// hold ends by itself, so a held voter counts here.
 pub fn unmet_by(req: &ApprovalRequirement, voters: &[Voter]) -> Option<usize> {
     if !req.is_needed() {
         return None;
     }
     let eligible: Vec<&Voter> = voters
         .iter()
-        .filter(|v| eligibility(req, **v).is_ok())
+        .filter(|v| {
+            let after_hold = Voter {
+                held_until: None,
+                ..**v
+            };
+            eligibility(req, after_hold).is_ok()
+        })
         .collect();
     let enough = u32::try_from(eligible.len()).unwrap_or(u32::MAX) >= req.approvals;
     let owner_ok = !req.owner_required || eligible.iter().any(|v| v.is_owner);
@@ -144,11 +163,13 @@ mod tests {
         is_initiator: false,
         is_owner: false,
         has_rights: true,
+        held_until: None,
     };
     const OWNER: Voter = Voter {
         is_initiator: false,
         is_owner: true,
         has_rights: true,
+        held_until: None,
     };
 
     #[test]
@@ -177,6 +198,40 @@ mod tests {
             eligibility(&req(1, false), no_rights),
             Err(Ineligible::NoRights)
         );
+    }
+
+    #[test]
+    fn a_new_approver_waits_out_the_hold_but_counts_as_a_future_approver() {
+        let held = Voter {
+            held_until: Some(1_800_000_000_000),
+            ..OWNER
+        };
+        let refused = eligibility(&req(1, false), held).unwrap_err();
+        assert_eq!(
+            refused,
+            Ineligible::Held {
+                until: 1_800_000_000_000
+            }
+        );
+        assert!(
+            refused.to_string().ends_with("from 2027-01-15T08:00:00Z"),
+            "{refused}"
+        );
+        // Not being the initiator and having rights are checked first.
+        let held_initiator = Voter {
+            is_initiator: true,
+            ..held
+        };
+        assert_eq!(
+            eligibility(&req(1, false), held_initiator),
+            Err(Ineligible::Initiator)
+        );
+        // Once the hold is over they can meet the requirement.
+        let me = Voter {
+            is_initiator: true,
+            ..OWNER
+        };
+        assert_eq!(unmet_by(&req(1, true), &[me, held]), None);
     }
 
     #[test]

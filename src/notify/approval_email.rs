@@ -74,7 +74,10 @@ pub async fn build(
     let Some(user) = users::by_id(&state.db, user_id).await? else {
         return Ok(None);
     };
-    if w.status != Status::Pending || !user.email_alerts || !alerts::may_decide(&w, &user) {
+    if w.status != Status::Pending
+        || !user.email_alerts
+        || !alerts::may_decide(&w, &user, state.now())
+    {
         return Ok(None);
     }
     let names = Names::load(&state.db, &w.project_id).await?;

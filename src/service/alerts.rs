@@ -31,24 +31,27 @@ pub fn detail_url(state: &AppState, id: i64) -> String {
     )
 }
 
-/// Whether `user` could approve `w` now (the same rule the decision itself applies).
-pub fn may_decide(w: &Withdrawal, user: &User) -> bool {
-    user.project_id == w.project_id && eligibility(&w.requirement, voter(w, user)).is_ok()
+/// Whether `user` could approve `w` at `now` (the same rule the decision itself applies).
+pub fn may_decide(w: &Withdrawal, user: &User, now: i64) -> bool {
+    user.project_id == w.project_id && eligibility(&w.requirement, voter(w, user, now)).is_ok()
 }
 
-pub fn voter(w: &Withdrawal, user: &User) -> Voter {
+/// `user` as a voter on `w` at `now`.
+pub fn voter(w: &Withdrawal, user: &User, now: i64) -> Voter {
     voter_as(
         user,
         w.initiator_kind == "user" && w.initiator_id == user.id,
+        now,
     )
 }
 
-/// `user` as a voter on a withdrawal they did (or did not) initiate.
-pub fn voter_as(user: &User, is_initiator: bool) -> Voter {
+/// `user` as a voter at `now` on a withdrawal they did (or did not) initiate.
+pub fn voter_as(user: &User, is_initiator: bool, now: i64) -> Voter {
     Voter {
         is_initiator,
         is_owner: user.is_owner(),
         has_rights: user.can_use_withdrawal_rights(),
+        held_until: user.approval_held_until(now),
     }
 }
 
@@ -79,7 +82,7 @@ pub async fn on_pending(
     )
     .await?;
     let people = users::list_in(tx, &w.project_id).await?;
-    for user in people.into_iter().filter(|u| may_decide(w, u)) {
+    for user in people.into_iter().filter(|u| may_decide(w, u, now)) {
         if !user.email_alerts {
             continue;
         }

@@ -223,7 +223,7 @@ pub async fn open(
     if user.project_id != w.project_id {
         return Ok(Opened::Refused(Refusal::Foreign { addressee: None }));
     }
-    if let Err(i) = eligibility(&w.requirement, voter(&w, user)) {
+    if let Err(i) = eligibility(&w.requirement, voter(&w, user, state.now())) {
         return Ok(Opened::Refused(Refusal::Ineligible(i)));
     }
     let votes = adb::votes(state.db.reader(), w.id).await?;

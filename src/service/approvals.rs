@@ -88,6 +88,7 @@ impl DecideError {
             DecideError::Ineligible(Ineligible::Initiator) => "self_approval",
             DecideError::Ineligible(Ineligible::NoRights) => "no_withdrawal_rights",
             DecideError::Ineligible(Ineligible::OwnerRequired) => "owner_required",
+            DecideError::Ineligible(Ineligible::Held { .. }) => "new_approver_hold",
             DecideError::AlreadyVoted { .. } => "already_voted",
             DecideError::AlreadyDecided { .. } => "already_decided",
             DecideError::ClaimedByOther { .. } => "claimed_by_other",
@@ -149,7 +150,7 @@ async fn decide_using(
     if w.status != Status::Pending {
         return Err(already_decided(state, &w.project_id, w.id).await);
     }
-    eligibility(&w.requirement, voter(&w, user)).map_err(DecideError::Ineligible)?;
+    eligibility(&w.requirement, voter(&w, user, state.now())).map_err(DecideError::Ineligible)?;
     let event = match req.decision {
         Decision::Approve => Event::ApprovalsMet,
         Decision::Decline => Event::Decline,

@@ -54,7 +54,7 @@ pub async fn claim(
     if w.status != Status::Pending {
         return Err(already_decided(state, &w.project_id, w.id).await);
     }
-    eligibility(&w.requirement, voter(&w, user)).map_err(DecideError::Ineligible)?;
+    eligibility(&w.requirement, voter(&w, user, state.now())).map_err(DecideError::Ineligible)?;
     let now = state.now();
     // Someone else's live claim is answered without queueing on the row lock.
     if let Some(c) = adb::claim_of(state.db.reader(), w.id, now).await? {
@@ -135,7 +135,7 @@ pub async fn finalize(
     if w.status != Status::Pending {
         return Err(already_decided(state, &w.project_id, w.id).await);
     }
-    eligibility(&w.requirement, voter(&w, user)).map_err(DecideError::Ineligible)?;
+    eligibility(&w.requirement, voter(&w, user, state.now())).map_err(DecideError::Ineligible)?;
     match adb::claim_of(state.db.reader(), w.id, state.now()).await? {
         Some(c) if c.user_id == user.id => decide(state, user, req).await,
         Some(c) => Err(claimed_by_other(state, &w.project_id, c).await),

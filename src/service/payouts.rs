@@ -68,7 +68,7 @@ pub async fn check_approvable(
         .await
         .map_err(ApiError::from)?
         .iter()
-        .map(|u| voter_as(u, u.id == user.id))
+        .map(|u| voter_as(u, u.id == user.id, state.now()))
         .collect();
     match unmet_by(&requirement, &voters) {
         None => Ok(()),

@@ -531,12 +531,14 @@ pub async fn check_rights_reduction(
             "This is the project's last owner: make someone else an owner first.",
         ));
     }
-    if user.can_use_withdrawal_rights() && !keeps_usable_rights {
+    // A new approver still held does not count yet, on either side of the comparison.
+    let now = state.now();
+    if user.can_approve(now) && !keeps_usable_rights {
         let project = projects::get(&state.db, &user.project_id)
             .await?
             .ok_or_else(|| refused("no such project"))?;
         if project.withdrawal_confirmation
-            && users::count_usable_rights(&state.db, &user.project_id).await? <= 2
+            && users::count_approvers(&state.db, &user.project_id, now).await? <= 2
         {
             return Err(refused(
                 "Withdrawal Confirmation is enabled and needs at least two users with withdrawal rights: add another one first, or disable the feature.",

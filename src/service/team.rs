@@ -71,6 +71,114 @@ async fn target(state: &AppState, by: &User, user_id: &str) -> Result<User, Team
         .ok_or(TeamError::NotFound)
 }
 
+/// The approval power a change of role and rights gives someone who had none (withdrawal
+/// rights, alone or with the owner role), described for the other approvers; `None` when they
+/// gain none. Making an approver an owner is not a new approver: they already were a second
+/// person the others accepted.
+fn power_gained(before: Option<&User>, role: Role, rights: bool) -> Option<&'static str> {
+    let had_rights = before.is_some_and(User::has_withdrawal_rights);
+    match (role, rights || role == Role::Owner) {
+        _ if had_rights => None,
+        (Role::Owner, _) => Some("the owner role, with withdrawal rights"),
+        (Role::Member, true) => Some("withdrawal rights"),
+        (Role::Member, false) => None,
+    }
+}
+
+/// `user` just gained approval power (`power`), granted by `granted_by` (id, email). While Withdrawal
+/// Confirmation is on, an owner could otherwise invite an identity they control and approve
+/// their own withdrawals with it at once; so the new approver may decide only after
+/// `withdrawals.new_approver_hold_hours`, and every other approver is emailed now, so that a
+/// second person can revoke the grant in time. Granted while the feature is off (or with the
+/// hold set to 0), no hold applies. Written in the caller's transaction.
+async fn hold_new_approver(
+    state: &AppState,
+    tx: &mut crate::db::Tx<'_>,
+    user: &User,
+    granted_by: (&str, &str),
+    power: &str,
+    origin: &Origin,
+    now: i64,
+) -> Result<(), TeamError> {
+    let (granter_id, granter_email) = granted_by;
+    let project = crate::db::projects::get(&state.db, &user.project_id)
+        .await?
+        .ok_or(TeamError::NotFound)?;
+    let hours = state.settings.withdrawals.new_approver_hold_hours;
+    if !project.withdrawal_confirmation || hours == 0 {
+        users::set_approver_from(tx, &user.id, None).await?;
+        return Ok(());
+    }
+    let hold_ms = i64::try_from(hours)
+        .unwrap_or(i64::MAX / crate::clock::HOUR_MS)
+        .saturating_mul(crate::clock::HOUR_MS);
+    let from = now.saturating_add(hold_ms);
+    users::set_approver_from(tx, &user.id, Some(from)).await?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("granted_by", granter_email);
+    ctx.insert("email", &user.email);
+    ctx.insert("power", power);
+    ctx.insert("project", &project.name);
+    ctx.insert("from", &crate::clock::rfc3339(from));
+    ctx.insert("hours", &hours);
+    ctx.insert(
+        "link",
+        &format!(
+            "{}/users/{}",
+            state.settings.base_url.trim_end_matches('/'),
+            user.id
+        ),
+    );
+    let others = users::list_in(tx, &user.project_id).await?;
+    let mut told = Vec::new();
+    for other in others
+        .iter()
+        .filter(|o| o.id != user.id && o.id != granter_id && o.can_use_withdrawal_rights())
+    {
+        let mail = email::render(
+            "approver_added",
+            &other.email,
+            &format!(
+                "{}: {} can approve withdrawals from {}",
+                project.name,
+                user.email,
+                crate::clock::rfc3339(from)
+            ),
+            &ctx,
+        )
+        .map_err(|e| TeamError::Internal(e.to_string()))?;
+        email::queue(
+            tx,
+            &user.project_id,
+            &mail,
+            format!("approver_added:{}:{now}:{}", user.id, other.id),
+            now,
+        )
+        .await?;
+        told.push(other.email.clone());
+    }
+    audit::append(
+        tx,
+        &audit::Entry {
+            project_id: &user.project_id,
+            actor: &Actor::User(granter_id.to_string()),
+            action: "user.approver_held",
+            subject: format!("user:{}", user.id),
+            details: json!({
+                "email": user.email,
+                "power": power,
+                "approver_from": crate::clock::rfc3339(from),
+                "hold_hours": hours,
+                "emailed": told,
+            }),
+            origin,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
 pub struct InviteInput<'a> {
     pub email: &'a str,
     pub role: Role,
@@ -183,6 +291,7 @@ pub async fn invite(
         locked_until: None,
         email_alerts: true,
         outcome_alerts: true,
+        approver_from: None,
         created_at: now,
     };
     queue_invite(state, &mut tx, by, &invitee, &project.name, now).await?;
@@ -340,7 +449,20 @@ pub async fn accept_invite(
     )
     .await
     .map_err(TeamError::from)?;
+    if let Some(power) = power_gained(None, user.role, user.withdrawal_rights) {
+        // The inviter, as the other approvers know them (a removed inviter by id).
+        let inviter_id = invites::by_token_hash(&state.db, &sha256_hex(token.as_bytes()))
+            .await?
+            .map(|i| i.created_by)
+            .unwrap_or_default();
+        let inviter_email = users::by_id(&state.db, &inviter_id)
+            .await?
+            .map_or_else(|| format!("user {inviter_id}"), |u| u.email);
+        let granted_by = (inviter_id.as_str(), inviter_email.as_str());
+        hold_new_approver(state, &mut tx, &user, granted_by, power, origin, now).await?;
+    }
     tx.commit().await.map_err(DbError::from)?;
+    state.wake.notify_one();
     Ok(users::by_id(&state.db, &user.id)
         .await?
         .ok_or(TeamError::NotFound)?)
@@ -388,7 +510,15 @@ pub async fn change_role_and_rights(
         now,
     )
     .await?;
+    // An invited user gains the power when they accept (see `accept_invite`).
+    if before.status == "active"
+        && let Some(power) = power_gained(Some(&before), role, rights)
+    {
+        let granted_by = (by.id.as_str(), by.email.as_str());
+        hold_new_approver(state, &mut tx, &before, granted_by, power, origin, now).await?;
+    }
     tx.commit().await.map_err(DbError::from)?;
+    state.wake.notify_one();
     Ok(before)
 }
 

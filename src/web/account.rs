@@ -27,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn notifications_page(
+    state: web::Data<AppState>,
     s: SignedIn,
     q: web::Query<DoneQuery>,
 ) -> Result<HttpResponse, PageError> {
@@ -34,6 +35,10 @@ async fn notifications_page(
     ctx.insert("email_alerts", &s.user.email_alerts);
     ctx.insert("outcome_alerts", &s.user.outcome_alerts);
     ctx.insert("can_approve", &s.user.can_use_withdrawal_rights());
+    ctx.insert(
+        "approver_from",
+        &s.user.approval_held_until(state.now()).map(rfc3339),
+    );
     ctx.insert("done", &q.done.is_some());
     render("account/notifications.html", &ctx)
 }

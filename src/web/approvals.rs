@@ -167,7 +167,7 @@ async fn rows(
         let mine = votes.iter().find(|v| v.user_id == s.user.id);
         let why_not = match mine {
             Some(v) => Some(format!("you already {}d it", v.decision.as_str())),
-            None => eligibility(&w.requirement, voter(&w, &s.user))
+            None => eligibility(&w.requirement, voter(&w, &s.user, now))
                 .err()
                 .map(|e| e.to_string()),
         };
@@ -261,7 +261,7 @@ pub async fn queue_page(
     ctx.insert("cap", &QUEUE_CAP);
     ctx.insert("errors", &errors);
     ctx.insert("error", &error);
-    ctx.insert("can_decide_any", &s.user.can_use_withdrawal_rights());
+    ctx.insert("can_decide_any", &s.user.can_approve(state.now()));
     let mut resp = render("approvals/queue.html", &ctx)?;
     *resp.status_mut() = if errors.is_empty() {
         status

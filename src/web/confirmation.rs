@@ -59,7 +59,7 @@ async fn page(
     let standing = csvc::standing(state, &s.project.id)
         .await
         .map_err(page_error)?;
-    let usable = users::count_usable_rights(&state.db, &s.project.id).await?;
+    let usable = users::count_approvers(&state.db, &s.project.id, state.now()).await?;
     let approvers: Vec<Value> = csvc::disable_approvers(state, &s.user)
         .await?
         .into_iter()
@@ -148,7 +148,7 @@ async fn enable(
     let standing = csvc::standing(&state, &s.project.id)
         .await
         .map_err(page_error)?;
-    let usable = users::count_usable_rights(&state.db, &s.project.id).await?;
+    let usable = users::count_approvers(&state.db, &s.project.id, state.now()).await?;
     if let Err(e) = crate::domain::confirmation::may_request_enable(standing.state, usable) {
         return refused(&state, &s, "", &e.to_string()).await;
     }

@@ -55,8 +55,9 @@ pub fn unprocessable(mut resp: HttpResponse) -> HttpResponse {
     resp
 }
 
-fn user_json(u: &User, me: &User) -> Value {
+fn user_json(u: &User, me: &User, now: i64) -> Value {
     json!({
+        "approver_from": u.approval_held_until(now).map(crate::clock::rfc3339),
         "id": u.id,
         "email": u.email,
         "role": u.role.as_str(),
@@ -113,7 +114,7 @@ async fn list(
     ctx.insert(
         "users",
         &all.iter()
-            .map(|u| user_json(u, &s.user))
+            .map(|u| user_json(u, &s.user, state.now()))
             .collect::<Vec<_>>(),
     );
     ctx.insert(
@@ -196,9 +197,14 @@ async fn target(state: &AppState, s: &SignedIn, id: &str) -> Result<User, PageEr
         .ok_or(PageError::NotFound)
 }
 
-fn detail(s: &SignedIn, user: &User, error: Option<Value>) -> Result<HttpResponse, PageError> {
+fn detail(
+    state: &AppState,
+    s: &SignedIn,
+    user: &User,
+    error: Option<Value>,
+) -> Result<HttpResponse, PageError> {
     let mut ctx = page_context(s, "users");
-    ctx.insert("user", &user_json(user, &s.user));
+    ctx.insert("user", &user_json(user, &s.user, state.now()));
     ctx.insert("error", &error);
     render("users/detail.html", &ctx)
 }
@@ -209,7 +215,7 @@ async fn detail_page(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let user = target(&state, &s, &path).await?;
-    detail(&s, &user, None)
+    detail(&state, &s, &user, None)
 }
 
 #[derive(Deserialize)]
@@ -232,17 +238,27 @@ pub struct CodeForm {
 }
 
 /// Renders a refused change on the user's page (422).
-fn refused(s: &SignedIn, user: &User, e: TeamError) -> Result<HttpResponse, PageError> {
+fn refused(
+    state: &AppState,
+    s: &SignedIn,
+    user: &User,
+    e: TeamError,
+) -> Result<HttpResponse, PageError> {
     let err = match e {
         TeamError::Invalid { field, message } => form_error(label_of(field), &message),
         TeamError::Refused(m) => form_error("", &m),
         other => return Err(page_error(other)),
     };
-    detail(s, user, Some(err)).map(unprocessable)
+    detail(state, s, user, Some(err)).map(unprocessable)
 }
 
-fn code_refused(s: &SignedIn, user: &User, m: String) -> Result<HttpResponse, PageError> {
-    detail(s, user, Some(form_error("Verification code", &m))).map(unprocessable)
+fn code_refused(
+    state: &AppState,
+    s: &SignedIn,
+    user: &User,
+    m: String,
+) -> Result<HttpResponse, PageError> {
+    detail(state, s, user, Some(form_error("Verification code", &m))).map(unprocessable)
 }
 
 async fn role_submit(
@@ -256,6 +272,7 @@ async fn role_submit(
     let user = target(&state, &s, &path).await?;
     let Some(role) = Role::parse(&form.role) else {
         return refused(
+            &state,
             &s,
             &user,
             TeamError::Invalid {
@@ -265,13 +282,13 @@ async fn role_submit(
         );
     };
     if let Some(m) = step_up::check(&state, &req, &s, &form.code).await? {
-        return code_refused(&s, &user, m);
+        return code_refused(&state, &s, &user, m);
     }
     let rights = form.withdrawal_rights.is_some();
     match team::change_role_and_rights(&state, &s.user, &user.id, role, rights, &origin(&req)).await
     {
         Ok(_) => step_up::redirect_renewed(&state, &req, &s, "/users?done=role").await,
-        Err(e) => refused(&s, &user, e),
+        Err(e) => refused(&state, &s, &user, e),
     }
 }
 
@@ -294,7 +311,7 @@ async fn act(
     csrf::check(state, req, &s.session, &form.csrf)?;
     let user = target(state, s, id).await?;
     if let Some(m) = step_up::check(state, req, s, &form.code).await? {
-        return code_refused(s, &user, m);
+        return code_refused(state, s, &user, m);
     }
     let o = origin(req);
     let (result, done) = match action {
@@ -310,7 +327,7 @@ async fn act(
     };
     match result {
         Ok(_) => step_up::redirect_renewed(state, req, s, &format!("/users?done={done}")).await,
-        Err(e) => refused(s, &user, e),
+        Err(e) => refused(state, s, &user, e),
     }
 }
 

@@ -514,3 +514,181 @@ async fn with_withdrawal_confirmation_on_two_usable_approvers_stay() {
         .await;
     assert_eq!(status, 303);
 }
+
+/// The newest email to `to` in the dev mailbox: (subject, text).
+async fn last_mail(app: &TestApp, to: &str) -> Option<(String, String)> {
+    sqlx::query(
+        "SELECT subject, text_body FROM dev_mailbox WHERE to_addr = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(to)
+    .fetch_optional(app.state.db.reader())
+    .await
+    .unwrap()
+    .map(|r| (r.get("subject"), r.get("text_body")))
+}
+
+#[tokio::test]
+async fn a_new_approver_waits_out_a_hold_while_withdrawal_confirmation_is_on() {
+    use crate::approvals_pages::{api_withdrawal, decide, paid_out, status};
+    use countersign::clock::{HOUR_MS, rfc3339};
+    let app = spawn_app().await;
+    app.credit("BTC", "10").await;
+    let alice = app.create_user("owner", true).await;
+    let bob = app.create_user("owner", true).await;
+    let carol = app.create_user("member", false).await;
+    countersign::db::projects::set_withdrawal_confirmation(&app.state.db, app.project_id(), true)
+        .await
+        .unwrap();
+
+    // Alice gives Carol withdrawal rights: Carol may approve only 24 hours later.
+    let a = app.signed_in(&alice).await;
+    let page = format!("/users/{}", carol.id);
+    a.get(&page).await;
+    let code = fresh_code(&app, &alice);
+    let granted_at = app.clock.now_ms();
+    let (status_code, body, _) = a
+        .post_form(
+            &format!("{page}/role"),
+            &[
+                ("role", "member"),
+                ("withdrawal_rights", "1"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(status_code, 303, "{body}");
+    let from = rfc3339(granted_at + 24 * HOUR_MS);
+    assert_eq!(
+        user(&app, &carol.id).await.approver_from,
+        Some(granted_at + 24 * HOUR_MS)
+    );
+    let (_, shown) = a.get(&page).await;
+    assert!(
+        text_of(&shown, "approver-from").is_some_and(|t| t.starts_with(&from)),
+        "{shown}"
+    );
+    // Bob, the other approver, is told at once; Alice (who did it) and Carol are not.
+    let (subject, text) = eventually("the email to bob", || last_mail(&app, &bob.email)).await;
+    assert!(
+        subject.contains(&carol.email) && subject.contains(&from),
+        "{subject}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{} gave {} withdrawal rights",
+            alice.email, carol.email
+        )) && text.contains(&format!("only from {from}"))
+            && text.contains(&format!("{}{page}", app.base)),
+        "{text}"
+    );
+    assert_eq!(mails_to(&app, &alice.email).await, 0);
+    assert_eq!(mails_to(&app, &carol.email).await, 0);
+    let held: String = sqlx::query(
+        "SELECT details FROM audit_log WHERE action = 'user.approver_held' AND subject = $1",
+    )
+    .bind(format!("user:{}", carol.id))
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap()
+    .get("details");
+    assert!(held.contains(&from) && held.contains(&bob.email), "{held}");
+
+    // Held, Carol cannot decide, and does not count as one of the two approvers that
+    // Withdrawal Confirmation keeps: Bob's rights cannot be taken away yet.
+    let id = api_withdrawal(&app, "held-1", "0.001", None).await;
+    assert_eq!(status(&app, id).await, "pending");
+    let c = app.signed_in(&carol).await;
+    let (refused, page_text, _) = decide(&app, &c, &carol, id, "approve", "").await;
+    assert_eq!(refused, 403, "{page_text}");
+    assert!(
+        crate::approvals_pages::text(&page_text)
+            .contains(&format!("a new approver may decide from {from}")),
+        "{page_text}"
+    );
+    assert_eq!(status(&app, id).await, "pending");
+    a.get(&format!("/users/{}", bob.id)).await;
+    let code = fresh_code(&app, &alice);
+    let (demote, body, _) = a
+        .post_form(
+            &format!("/users/{}/role", bob.id),
+            &[("role", "member"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(demote, 422, "{body}");
+    assert!(body.contains("Withdrawal Confirmation"), "{body}");
+
+    // Once the hold is over Carol decides like anyone else.
+    app.clock.advance_ms(24 * HOUR_MS);
+    let id = api_withdrawal(&app, "after-hold", "0.001", None).await;
+    let c = app.signed_in(&carol).await;
+    let (approved, body, _) = decide(&app, &c, &carol, id, "approve", "").await;
+    assert_eq!(approved, 303, "{body}");
+    paid_out(&app, id).await;
+
+    // Accepting an invitation with withdrawal rights starts a hold too; Bob and Carol (now an
+    // approver) are told, not Alice, who sent it.
+    let a = app.signed_in(&alice).await;
+    invite(&app, &a, &alice, "dave@acme.test", "member", true).await;
+    let path = invite_path(&app, "dave@acme.test").await;
+    let accepted_at = app.clock.now_ms();
+    let visitor = app.browser();
+    visitor.get(&path).await;
+    let (accepted, _, _) = visitor
+        .post_form(
+            &path,
+            &[
+                ("password", "four random words here"),
+                ("confirm", "four random words here"),
+            ],
+        )
+        .await;
+    assert_eq!(accepted, 303);
+    let dave = users::by_email(&app.state.db, "dave@acme.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dave.approver_from, Some(accepted_at + 24 * HOUR_MS));
+    for told in [&bob.email, &carol.email] {
+        let (subject, _) = eventually("the email about dave", || async {
+            last_mail(&app, told)
+                .await
+                .filter(|(s, _)| s.contains("dave@acme.test"))
+        })
+        .await;
+        assert!(
+            subject.contains(&rfc3339(accepted_at + 24 * HOUR_MS)),
+            "{subject}"
+        );
+    }
+    let to_alice: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM dev_mailbox WHERE to_addr = $1 AND subject LIKE '%dave@%'",
+    )
+    .bind(&alice.email)
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(to_alice, 0);
+
+    // Granted while the feature is off, rights work at once.
+    countersign::db::projects::set_withdrawal_confirmation(&app.state.db, app.project_id(), false)
+        .await
+        .unwrap();
+    let erin = app.create_user("member", false).await;
+    let page = format!("/users/{}", erin.id);
+    a.get(&page).await;
+    let code = fresh_code(&app, &alice);
+    let (changed, _, _) = a
+        .post_form(
+            &format!("{page}/role"),
+            &[
+                ("role", "member"),
+                ("withdrawal_rights", "1"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(changed, 303);
+    let erin = user(&app, &erin.id).await;
+    assert!(erin.approver_from.is_none() && erin.can_approve(app.clock.now_ms()));
+}

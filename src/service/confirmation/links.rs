@@ -194,7 +194,7 @@ pub async fn confirm(
         let usable = users::list_in(&mut tx, &request.project_id)
             .await?
             .iter()
-            .filter(|u| u.can_use_withdrawal_rights())
+            .filter(|u| u.can_approve(now))
             .count();
         if usable < 2 {
             return Err(refused(format!(

@@ -176,7 +176,7 @@ pub async fn request_enable(
         ));
     }
     let current = standing(state, &owner.project_id).await?;
-    let usable = users::count_usable_rights(&state.db, &owner.project_id).await?;
+    let usable = users::count_approvers(&state.db, &owner.project_id, state.now()).await?;
     may_request_enable(current.state, usable).map_err(|e| refused(e.to_string()))?;
     let project = projects::get(&state.db, &owner.project_id)
         .await?
@@ -208,7 +208,7 @@ pub async fn disable_approvers(state: &AppState, owner: &User) -> Result<Vec<Use
     Ok(users::list(&state.db, &owner.project_id)
         .await?
         .into_iter()
-        .filter(|u| u.id != owner.id && u.can_use_withdrawal_rights())
+        .filter(|u| u.id != owner.id && u.can_approve(state.now()))
         .collect())
 }
 

@@ -79,7 +79,7 @@ pub async fn panel(
             rfc3339(v.created_at)
         ))
     } else {
-        eligibility(&w.requirement, voter(w, &s.user))
+        eligibility(&w.requirement, voter(w, &s.user, state.now()))
             .err()
             .map(|e| format!("You cannot decide this withdrawal: {e}."))
     };
