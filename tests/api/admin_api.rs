@@ -604,6 +604,57 @@ async fn the_initiator_cannot_approve_their_own_payout() {
 }
 
 #[tokio::test]
+async fn a_new_approver_on_hold_cannot_claim_until_the_hold_ends() {
+    use countersign::clock::{HOUR_MS, rfc3339};
+    let app = spawn_app().await;
+    confirmation_on(&app).await;
+    app.credit("BTC", "1").await;
+    let alice = app.create_user("owner", true).await;
+    app.create_user("owner", true).await;
+    let carol = app.create_user("member", false).await;
+    let by = users::by_id(&app.state.db, &alice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    team::change_role_and_rights(
+        &app.state,
+        &by,
+        &carol.id,
+        Role::Member,
+        true,
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    let from = app.clock.now_ms() + 24 * HOUR_MS;
+    let id = pending(&app, "held-1").await;
+    let t = token(&app, &carol).await;
+    let (_, v) = call(&app, &t, "get", &format!("/withdrawals/{id}"), None).await;
+    assert_eq!(v["can_decide"], false, "{v}");
+    let (code, v) = set_status(&app, &t, id, "PROCESSING", "").await;
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(v["error"]["code"], "new_approver_hold");
+    assert_eq!(
+        v["error"]["details"]["approver_from"],
+        rfc3339(from).as_str()
+    );
+    let w = wdb::by_id(&app.state.db, id).await.unwrap().unwrap();
+    assert_eq!(w.status.as_str(), "pending");
+    assert!(
+        adb::claim_of(app.state.db.reader(), id, app.clock.now_ms())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    app.clock.advance_ms(24 * HOUR_MS);
+    let id = pending(&app, "held-2").await;
+    let t = token(&app, &carol).await;
+    let (code, v) = set_status(&app, &t, id, "PROCESSING", "").await;
+    assert_eq!(code, 200, "{v}");
+}
+
+#[tokio::test]
 async fn another_projects_admin_sees_nothing() {
     let app = spawn_app().await;
     confirmation_on(&app).await;
