@@ -515,6 +515,27 @@ async fn with_withdrawal_confirmation_on_two_usable_approvers_stay() {
     assert_eq!(status, 303);
 }
 
+/// Opens `user_id`'s page and sets their role and rights there with a fresh code of `owner`:
+/// (status, page).
+async fn set_role(
+    app: &TestApp,
+    b: &Browser,
+    owner: &TestUser,
+    user_id: &str,
+    role: &str,
+    rights: bool,
+) -> (u16, String) {
+    let page = format!("/users/{user_id}");
+    b.get(&page).await;
+    let code = fresh_code(app, owner);
+    let mut fields = vec![("role", role), ("code", code.as_str())];
+    if rights {
+        fields.push(("withdrawal_rights", "1"));
+    }
+    let (status, body, _) = b.post_form(&format!("{page}/role"), &fields).await;
+    (status, body)
+}
+
 /// The newest email to `to` in the dev mailbox: (subject, text).
 async fn last_mail(app: &TestApp, to: &str) -> Option<(String, String)> {
     sqlx::query(
@@ -543,20 +564,9 @@ async fn a_new_approver_waits_out_a_hold_while_withdrawal_confirmation_is_on() {
     // Alice gives Carol withdrawal rights: Carol may approve only 24 hours later.
     let a = app.signed_in(&alice).await;
     let page = format!("/users/{}", carol.id);
-    a.get(&page).await;
-    let code = fresh_code(&app, &alice);
-    let granted_at = app.clock.now_ms();
-    let (status_code, body, _) = a
-        .post_form(
-            &format!("{page}/role"),
-            &[
-                ("role", "member"),
-                ("withdrawal_rights", "1"),
-                ("code", &code),
-            ],
-        )
-        .await;
+    let (status_code, body) = set_role(&app, &a, &alice, &carol.id, "member", true).await;
     assert_eq!(status_code, 303, "{body}");
+    let granted_at = app.clock.now_ms();
     let from = rfc3339(granted_at + 24 * HOUR_MS);
     assert_eq!(
         user(&app, &carol.id).await.approver_from,
@@ -606,14 +616,7 @@ async fn a_new_approver_waits_out_a_hold_while_withdrawal_confirmation_is_on() {
         "{page_text}"
     );
     assert_eq!(status(&app, id).await, "pending");
-    a.get(&format!("/users/{}", bob.id)).await;
-    let code = fresh_code(&app, &alice);
-    let (demote, body, _) = a
-        .post_form(
-            &format!("/users/{}/role", bob.id),
-            &[("role", "member"), ("code", &code)],
-        )
-        .await;
+    let (demote, body) = set_role(&app, &a, &alice, &bob.id, "member", false).await;
     assert_eq!(demote, 422, "{body}");
     assert!(body.contains("Withdrawal Confirmation"), "{body}");
 
@@ -675,20 +678,8 @@ async fn a_new_approver_waits_out_a_hold_while_withdrawal_confirmation_is_on() {
         .await
         .unwrap();
     let erin = app.create_user("member", false).await;
-    let page = format!("/users/{}", erin.id);
-    a.get(&page).await;
-    let code = fresh_code(&app, &alice);
-    let (changed, _, _) = a
-        .post_form(
-            &format!("{page}/role"),
-            &[
-                ("role", "member"),
-                ("withdrawal_rights", "1"),
-                ("code", &code),
-            ],
-        )
-        .await;
-    assert_eq!(changed, 303);
+    let (changed, body) = set_role(&app, &a, &alice, &erin.id, "member", true).await;
+    assert_eq!(changed, 303, "{body}");
     let erin = user(&app, &erin.id).await;
     assert!(erin.approver_from.is_none() && erin.can_approve(app.clock.now_ms()));
 }
